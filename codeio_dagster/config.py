@@ -1,0 +1,177 @@
+"""codeio.yaml, validated: the one place settings enter the pipeline (YAML -> pydantic -> resources)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from codeio_dagster.llm import LLMSettings, SamplingParams
+from codeio_dagster.publish import PublishSettings
+from codeio_dagster.sandbox import IOPairLimits, SandboxSettings
+
+CONFIG_ENV = "CODEIO_CONFIG"
+DEFAULT_CONFIG = "codeio.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(Strict):
+    """A raw-code source: a plugin found by `kind` in the sources registry, with its options."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="shard names start with it")
+    kind: str
+    options: dict[str, Any] = {}
+
+
+class ShardConfig(Strict):
+    size: int = Field(default=200, ge=1, le=100_000)
+    max_file_bytes: int = Field(default=100_000, ge=1)
+    max_new_shards_per_tick: int = Field(default=10, ge=1)
+
+
+class StagesConfig(Strict):
+    """Model and sampling settings per LLM stage."""
+
+    refactor: SamplingParams = SamplingParams(temperature=0.7, max_tokens=2048)
+    prediction: SamplingParams = SamplingParams(temperature=0.7, max_tokens=1024)
+    revision: SamplingParams = SamplingParams(temperature=0.7, max_tokens=1024)
+
+
+class TasksConfig(Strict):
+    """How many tasks of each kind per function; kinds are task plugins found by name."""
+
+    kinds: dict[str, int] = {"output_prediction": 3, "input_prediction": 3}
+    include_reference_code: bool = True
+    plugin_modules: list[str] = []
+
+    @field_validator("kinds")
+    @classmethod
+    def _counts(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v < 0}
+        if bad:
+            raise ValueError(f"task counts must be >= 0, got {bad}")
+        if not value:
+            raise ValueError("at least one task kind is needed")
+        return value
+
+
+class RevisionConfig(Strict):
+    turns: int = Field(default=1, ge=0, le=5)
+
+
+class DecontaminationConfig(Strict):
+    benchmarks: list[Path] = []
+    ngram: int = Field(default=13, ge=3, le=64)
+
+
+class ChecksConfig(Strict):
+    min_pass_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_contamination_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+
+
+class CodeioConfig(Strict):
+    """The whole of codeio.yaml."""
+
+    data_dir: Path = Path("data")
+    sources: list[SourceConfig] = Field(min_length=1)
+    source_plugin_modules: list[str] = []
+    shards: ShardConfig = ShardConfig()
+    llm: LLMSettings = LLMSettings()
+    stages: StagesConfig = StagesConfig()
+    tasks: TasksConfig = TasksConfig()
+    revision: RevisionConfig = RevisionConfig()
+    io_pairs: IOPairLimits = IOPairLimits()
+    sandbox: SandboxSettings = SandboxSettings()
+    decontamination: DecontaminationConfig = DecontaminationConfig()
+    checks: ChecksConfig = ChecksConfig()
+    publish: PublishSettings = PublishSettings()
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_shorthand(cls, value: Any) -> Any:
+        # `sandbox: unsafe_subprocess` (or `nsjail`) is the documented short form.
+        return {"mode": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> CodeioConfig:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {dupes}")
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(f"no source named {name!r} in the config")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used, with every problem named by key, value and expectation."""
+
+
+def _format_errors(path: str, err: ValidationError) -> str:
+    lines = [f"{path}: {err.error_count()} problem(s)"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        value = e.get("input")
+        shown = "(missing)" if e["type"] == "missing" else repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"  {key} = {shown}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(
+    data: Any, *, origin: str = "codeio.yaml", base_dir: Path | None = None
+) -> CodeioConfig:
+    """Validate a parsed YAML document; relative paths are taken from `base_dir`."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{origin}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    try:
+        config = CodeioConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(origin, err)) from None
+    return _resolve_paths(config, base_dir) if base_dir else config
+
+
+def load_config(path: str | Path | None = None) -> CodeioConfig:
+    """Read codeio.yaml (or $CODEIO_CONFIG) and validate it before any work starts."""
+    path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found (set ${CONFIG_ENV} or pass --config)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(data, origin=str(path), base_dir=path.resolve().parent)
+
+
+def _resolve_paths(config: CodeioConfig, base: Path) -> CodeioConfig:
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    sources = []
+    for source in config.sources:
+        options = dict(source.options)
+        if "path" in options and not Path(str(options["path"])).is_absolute():
+            options["path"] = str(base / str(options["path"]))
+        sources.append(source.model_copy(update={"options": options}))
+    return config.model_copy(
+        update={
+            "data_dir": absolute(config.data_dir),
+            "sources": sources,
+            "decontamination": config.decontamination.model_copy(
+                update={"benchmarks": [absolute(p) for p in config.decontamination.benchmarks]}
+            ),
+        }
+    )
