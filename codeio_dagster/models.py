@@ -199,9 +199,7 @@ def polars_schema(model: type[BaseModel]) -> pl.Schema:
 
 def to_frame(records: list[BaseModel] | list[dict], model: type[BaseModel]) -> pl.DataFrame:
     """Validate records against `model` and build a frame with its exact schema."""
-    rows = [
-        (r if isinstance(r, model) else model.model_validate(r)).model_dump() for r in records
-    ]
+    rows = [(r if isinstance(r, model) else model.model_validate(r)).model_dump() for r in records]
     return pl.DataFrame(rows, schema=polars_schema(model), orient="row")
 
 

@@ -1,0 +1,63 @@
+# Quick start: `make demo` builds the dataset end to end; `make test` runs the checks.
+# Every target installs what it needs first, so both work on a fresh clone.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || (pyenv prefix 3.12.1 2>/dev/null | sed 's|$$|/bin/python3.12|'))
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.synced
+
+.PHONY: help setup system-deps runtime test lint demo dev bench clean
+
+help:
+	@echo "make demo   build the CodeI/O datasets from the bundled sample (local model, sandbox, folder)"
+	@echo "make test   lint and run the test suite"
+	@echo "make dev    open the Dagster UI on this project"
+	@echo "make bench  run the benchmarks"
+
+$(UV):
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or set PYTHON312=/path/to/python3.12"; exit 1; }
+	$(PYTHON312) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==0.13.8
+
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-extras --python $(PYTHON312)
+	@touch $(STAMP)
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  command -v /usr/bin/python3 >/dev/null && dpkg -s python3-venv >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }; \
+	else \
+	  command -v /usr/bin/python3 >/dev/null || { echo "not root: install Debian's python3 (sudo apt-get install python3) for the sandbox runtime"; exit 1; }; \
+	fi
+
+setup: $(STAMP) system-deps
+
+# The jailed code's own Python environment (numpy, scipy, sympy, networkx, pandas).
+runtime: setup
+	$(BIN)/codeio sandbox setup
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint runtime
+	$(BIN)/pytest -q
+
+demo: runtime
+	$(BIN)/codeio demo
+
+dev: runtime
+	DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/.dagster_home} ; mkdir -p $$DAGSTER_HOME ; \
+	  DAGSTER_HOME=$$DAGSTER_HOME $(BIN)/dagster dev -w workspace.yaml
+
+bench: runtime
+	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

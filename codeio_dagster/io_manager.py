@@ -1,0 +1,38 @@
+"""Stores each asset partition as one Parquet file written with polars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+
+class PolarsParquetIOManager(dg.ConfigurableIOManager):
+    """`<base_dir>/<asset key>/<partition>.parquet`; written to a temp name, then renamed."""
+
+    base_dir: str
+
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        key = context.asset_key.path
+        partition = context.asset_partition_key if context.has_asset_partitions else "all"
+        return Path(self.base_dir).joinpath(*key) / f"{partition}.parquet"
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
+        if obj is None:
+            return
+        path = self._path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".parquet.tmp")
+        obj.write_parquet(tmp)
+        tmp.replace(path)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        path = self._path(context)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{'/'.join(context.asset_key.path)} has no stored partition at {path}; "
+                "materialise it first"
+            )
+        return pl.read_parquet(path)

@@ -1,0 +1,57 @@
+"""Deciding which landed files are readable source code, and why the others are not."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from codeio_dagster.models import RawFileRecord, to_frame
+
+RAW_REASONS = {
+    "duplicate": "same bytes as a file landed earlier (see duplicate_of)",
+    "empty": "no content, or only white space",
+    "oversized": "larger than shards.max_file_bytes",
+    "binary": "contains NUL bytes",
+    "bad_encoding": "not valid UTF-8",
+}
+
+
+def classify(content: bytes, *, duplicate_of: str | None, max_bytes: int) -> tuple[str, str | None]:
+    """The status of one raw file and its text when it is usable."""
+    if duplicate_of is not None:
+        return "duplicate", None
+    if not content.strip():
+        return "empty", None
+    if len(content) > max_bytes:
+        return "oversized", None
+    if b"\x00" in content:
+        return "binary", None
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bad_encoding", None
+    return "ok", text.lstrip("\ufeff")
+
+
+def classify_landed(landed: pl.DataFrame, *, max_bytes: int) -> pl.DataFrame:
+    """RawFileRecord rows for a landed shard (shards are small: a few hundred files)."""
+    records = []
+    for row in landed.iter_rows(named=True):
+        content: bytes = row["content"] or b""
+        status, text = classify(content, duplicate_of=row["duplicate_of"], max_bytes=max_bytes)
+        origin = json.loads(row["origin"] or "{}")
+        records.append(
+            RawFileRecord(
+                file_id=row["file_id"],
+                shard=row["shard"],
+                source=row["source"],
+                path=row["path"],
+                origin=json.dumps(origin, sort_keys=True),
+                size_bytes=len(content),
+                duplicate_of=row["duplicate_of"],
+                content=text,
+                status=status,
+            )
+        )
+    return to_frame(records, RawFileRecord)
