@@ -1,0 +1,51 @@
+import json
+
+import dagster as dg
+import polars as pl
+from codeio_dagster.refactor import combine_for_sandbox
+from codeio_dagster.sandbox import FunctionSpec, generate_io_pairs
+
+from codeio_dagster.metadata import funnel, stage_metadata
+from codeio_dagster.models import IOPairRecord, IOPairsRecord, to_frame
+from codeio_dagster.partitions import shards
+from codeio_dagster.resources import CodeioResource
+
+
+@dg.asset(partitions_def=shards, group_name="execute", kinds={"nsjail"})
+def io_pairs(
+    context: dg.AssetExecutionContext, codeio: CodeioResource, unified_functions: pl.DataFrame
+) -> dg.Output[pl.DataFrame]:
+    """Input/output pairs from running each generator and function in the sandbox."""
+    functions = unified_functions.filter(pl.col("status") == "ok")
+    specs = [
+        FunctionSpec(
+            id=row["function_id"],
+            code=combine_for_sandbox(row["reference_code"], row["input_generator"]),
+        )
+        for row in functions.iter_rows(named=True)
+    ]
+    with codeio.executor() as executor:
+        outcomes = generate_io_pairs(executor, specs, codeio.config.io_pairs)
+    records = [
+        IOPairsRecord(
+            function_id=o.function_id,
+            shard=context.partition_key,
+            status=o.status,
+            detail=o.error,
+            pairs=[IOPairRecord(input=p.input, output=p.output) for p in o.pairs],
+            counts=json.dumps(o.counts, sort_keys=True),
+        )
+        for o in outcomes
+    ]
+    frame = to_frame(records, IOPairsRecord)
+    kept = frame.filter(pl.col("status") == "ok")
+    pairs = int(kept.get_column("pairs").list.len().sum() or 0)
+    return dg.Output(
+        frame,
+        metadata=stage_metadata(
+            funnel(functions.height, frame),
+            sample=kept.with_columns(pl.col("pairs").list.first().struct.field("input")),
+            sample_columns=["function_id", "input"],
+            extra={"pairs": pairs},
+        ),
+    )

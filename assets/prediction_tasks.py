@@ -1,0 +1,80 @@
+import dagster as dg
+import polars as pl
+from codeio_dagster.decontam import NgramIndex, load_benchmark_texts
+from codeio_dagster.plugins import tasks_registry
+
+from codeio_dagster.metadata import funnel, stage_metadata
+from codeio_dagster.models import PredictionTaskRecord, to_frame
+from codeio_dagster.partitions import shards
+from codeio_dagster.resources import CodeioResource
+from codeio_dagster.tasks import FunctionView
+
+
+@dg.asset(partitions_def=shards, group_name="tasks", kinds={"polars"})
+def prediction_tasks(
+    context: dg.AssetExecutionContext,
+    codeio: CodeioResource,
+    unified_functions: pl.DataFrame,
+    io_pairs: pl.DataFrame,
+) -> dg.Output[pl.DataFrame]:
+    """Input- and output-prediction prompts built from each function's pairs; contaminated ones dropped."""
+    config = codeio.config
+    kept = io_pairs.filter(pl.col("status") == "ok")
+    functions = unified_functions.join(kept.select("function_id", "pairs"), on="function_id")
+    views = [
+        FunctionView(
+            function_id=row["function_id"],
+            problem_statement=row["problem_statement"],
+            io_description=row["io_description"],
+            reference_code=row["reference_code"],
+        )
+        for row in functions.iter_rows(named=True)
+    ]
+    pairs_by_function = {
+        row["function_id"]: row["pairs"]
+        for row in functions.select("function_id", "pairs").iter_rows(named=True)
+    }
+    registry = tasks_registry()
+    for module in config.tasks.plugin_modules:
+        registry.load_module(module)
+    records: list[PredictionTaskRecord] = []
+    for kind, per_function in config.tasks.kinds.items():
+        records += registry.get(kind)().make_tasks(
+            views,
+            pairs_by_function,
+            per_function=per_function,
+            include_code=config.tasks.include_reference_code,
+            shard=context.partition_key,
+        )
+    frame = to_frame(records, PredictionTaskRecord)
+    if config.decontamination.benchmarks and not frame.is_empty():
+        texts = [
+            t for path in config.decontamination.benchmarks for t in load_benchmark_texts(path)
+        ]
+        index = NgramIndex.from_texts(texts, n=config.decontamination.ngram)
+        hits = [index.first_overlap(p) for p in frame.get_column("prompt").to_list()]
+        frame = (
+            frame.with_columns(
+                pl.Series("hit", hits, dtype=pl.String),
+            )
+            .with_columns(
+                status=pl.when(pl.col("hit").is_not_null())
+                .then(pl.lit("contaminated"))
+                .otherwise("status"),
+                detail=pl.when(pl.col("hit").is_not_null())
+                .then("shares " + pl.col("hit"))
+                .otherwise("detail"),
+            )
+            .drop("hit")
+        )
+    by_kind = frame.group_by("kind").len().sort("kind")
+    return dg.Output(
+        frame,
+        metadata=stage_metadata(
+            funnel(frame.height, frame),
+            sample=frame,
+            sample_columns=["kind", "given", "expected"],
+            extra={f"tasks_{k}": int(n) for k, n in by_kind.iter_rows()}
+            | {"functions": functions.height},
+        ),
+    )

@@ -1,0 +1,121 @@
+import json
+
+import dagster as dg
+import polars as pl
+from codeio_dagster.answers import revision_messages
+
+from codeio_dagster.llm import ChatRequest, LLMResource, SamplingParams
+from codeio_dagster.metadata import funnel, stage_metadata
+from codeio_dagster.models import ResponseRecord, to_frame
+from codeio_dagster.partitions import shards
+from codeio_dagster.resources import CodeioResource
+
+RETRY_STATUSES = (
+    "correct",
+    "request_failed",
+)  # not asked again: right already, or no reply to revise
+
+
+def responses_name(turn: int) -> str:
+    return "responses" if turn == 0 else f"responses_turn_{turn}"
+
+
+def verdicts_name(turn: int) -> str:
+    return "verdicts" if turn == 0 else f"verdicts_turn_{turn}"
+
+
+def ask(
+    context: dg.AssetExecutionContext,
+    llm: LLMResource,
+    conversations: list[tuple[str, list[dict[str, str]]]],
+    params: SamplingParams,
+    turn: int,
+) -> dg.Output[pl.DataFrame]:
+    requests = [
+        ChatRequest(key=key, messages=messages, params=params) for key, messages in conversations
+    ]
+    outcomes, stats = llm.complete_many(requests, progress=True, log=context.log)
+    records = [
+        ResponseRecord(
+            task_id=o.key,
+            shard=context.partition_key,
+            turn=turn,
+            messages=json.dumps(r.messages, ensure_ascii=False),
+            content=o.content,
+            status=o.status,
+            finish_reason=o.finish_reason,
+            error=o.error,
+            prompt_tokens=o.prompt_tokens,
+            completion_tokens=o.completion_tokens,
+            cost_usd=o.cost_usd,
+            cached=o.cached,
+            request_hash=o.request_hash,
+            model=o.model,
+        )
+        for r, o in zip(requests, outcomes, strict=True)
+    ]
+    frame = to_frame(records, ResponseRecord)
+    return dg.Output(
+        frame,
+        metadata=stage_metadata(
+            funnel(len(requests), frame),
+            sample=frame,
+            sample_columns=["task_id", "status", "content"],
+            extra=stats.as_metadata(),
+        ),
+    )
+
+
+@dg.asset(partitions_def=shards, group_name="predict", kinds={"openai"})
+def responses(
+    context: dg.AssetExecutionContext,
+    codeio: CodeioResource,
+    llm: LLMResource,
+    prediction_tasks: pl.DataFrame,
+) -> dg.Output[pl.DataFrame]:
+    """Turn 0: the model's chain-of-thought prediction for every task."""
+    tasks = prediction_tasks.filter(pl.col("status") == "ok")
+    conversations = [
+        (row["task_id"], [{"role": "user", "content": row["prompt"]}])
+        for row in tasks.iter_rows(named=True)
+    ]
+    return ask(context, llm, conversations, codeio.config.stages.prediction, turn=0)
+
+
+def build_revision_responses(turn: int) -> dg.AssetsDefinition:
+    """Revision turn `turn`: non-correct answers asked again with the execution feedback."""
+    previous_responses, previous_verdicts = responses_name(turn - 1), verdicts_name(turn - 1)
+
+    @dg.asset(
+        name=responses_name(turn),
+        partitions_def=shards,
+        group_name="revise",
+        kinds={"openai"},
+        ins={
+            "previous_responses": dg.AssetIn(previous_responses),
+            "previous_verdicts": dg.AssetIn(previous_verdicts),
+        },
+        description=f"Revision turn {turn}: wrong answers asked again with execution feedback.",
+    )
+    def _responses(
+        context: dg.AssetExecutionContext,
+        codeio: CodeioResource,
+        llm: LLMResource,
+        previous_responses: pl.DataFrame,
+        previous_verdicts: pl.DataFrame,
+    ) -> dg.Output[pl.DataFrame]:
+        retry = previous_verdicts.filter(~pl.col("status").is_in(RETRY_STATUSES)).join(
+            previous_responses.select("task_id", "messages", "content"), on="task_id"
+        )
+        conversations = [
+            (
+                row["task_id"],
+                revision_messages(
+                    json.loads(row["messages"]), row["content"] or "", row["feedback"]
+                ),
+            )
+            for row in retry.iter_rows(named=True)
+        ]
+        return ask(context, llm, conversations, codeio.config.stages.revision, turn=turn)
+
+    return _responses

@@ -1,0 +1,67 @@
+import hashlib
+
+import dagster as dg
+import polars as pl
+from codeio_dagster.refactor import build_refactor_messages, parse_refactor_reply
+
+from codeio_dagster.llm import ChatRequest, LLMResource
+from codeio_dagster.metadata import funnel, stage_metadata
+from codeio_dagster.models import UnifiedFunctionRecord, to_frame
+from codeio_dagster.partitions import shards
+from codeio_dagster.resources import CodeioResource
+
+
+@dg.asset(partitions_def=shards, group_name="refactor", kinds={"openai"})
+def unified_functions(
+    context: dg.AssetExecutionContext,
+    codeio: CodeioResource,
+    llm: LLMResource,
+    raw_code: pl.DataFrame,
+) -> dg.Output[pl.DataFrame]:
+    """Raw files refactored by the LLM into the unified format (code, I/O, generator, query)."""
+    files = raw_code.filter(pl.col("status") == "ok")
+    params = codeio.config.stages.refactor
+    requests = [
+        ChatRequest(
+            key=row["file_id"], messages=build_refactor_messages(row["content"]), params=params
+        )
+        for row in files.iter_rows(named=True)
+    ]
+    outcomes, stats = llm.complete_many(requests, progress=True, log=context.log)
+    records = []
+    for row, outcome in zip(files.iter_rows(named=True), outcomes, strict=True):
+        function_id = hashlib.sha256(
+            f"{row['file_id']}:{outcome.request_hash}".encode()
+        ).hexdigest()[:16]
+        if outcome.status != "ok":
+            parsed = None
+            status, detail = outcome.status, outcome.error or outcome.finish_reason
+        else:
+            parsed = parse_refactor_reply(outcome.content)
+            status, detail = parsed.status, parsed.detail
+        ok = parsed is not None and status == "ok"
+        records.append(
+            UnifiedFunctionRecord(
+                function_id=function_id,
+                file_id=row["file_id"],
+                shard=context.partition_key,
+                status=status,
+                detail=detail,
+                reference_code=parsed.reference_code if ok else None,
+                io_description=parsed.io_description if ok else None,
+                input_generator=parsed.input_generator if ok else None,
+                problem_statement=parsed.problem_statement if ok else None,
+                request_hash=outcome.request_hash,
+                model=outcome.model,
+            )
+        )
+    frame = to_frame(records, UnifiedFunctionRecord)
+    return dg.Output(
+        frame,
+        metadata=stage_metadata(
+            funnel(files.height, frame),
+            sample=frame.filter(pl.col("status") == "ok"),
+            sample_columns=["function_id", "problem_statement"],
+            extra=stats.as_metadata(),
+        ),
+    )
