@@ -2,13 +2,13 @@ import json
 
 import dagster as dg
 import polars as pl
-from codeio_dagster.refactor import combine_for_sandbox
-from codeio_dagster.sandbox import FunctionSpec, generate_io_pairs
 
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import IOPairRecord, IOPairsRecord, to_frame
 from codeio_dagster.partitions import shards
+from codeio_dagster.refactor import combine_for_sandbox
 from codeio_dagster.resources import CodeioResource
+from codeio_dagster.sandbox import FunctionSpec, generate_io_pairs
 
 
 @dg.asset(partitions_def=shards, group_name="execute", kinds={"nsjail"})

@@ -1,11 +1,11 @@
 import dagster as dg
 import polars as pl
-from codeio_dagster.decontam import NgramIndex, load_benchmark_texts
-from codeio_dagster.plugins import tasks_registry
 
+from codeio_dagster.decontam import NgramIndex, load_benchmark_texts
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import PredictionTaskRecord, to_frame
 from codeio_dagster.partitions import shards
+from codeio_dagster.plugins import tasks_registry
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.tasks import FunctionView
 

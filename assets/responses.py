@@ -2,8 +2,8 @@ import json
 
 import dagster as dg
 import polars as pl
-from codeio_dagster.answers import revision_messages
 
+from codeio_dagster.answers import revision_messages
 from codeio_dagster.llm import ChatRequest, LLMResource, SamplingParams
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import ResponseRecord, to_frame

@@ -2,12 +2,12 @@ import hashlib
 
 import dagster as dg
 import polars as pl
-from codeio_dagster.refactor import build_refactor_messages, parse_refactor_reply
 
 from codeio_dagster.llm import ChatRequest, LLMResource
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import UnifiedFunctionRecord, to_frame
 from codeio_dagster.partitions import shards
+from codeio_dagster.refactor import build_refactor_messages, parse_refactor_reply
 from codeio_dagster.resources import CodeioResource
 
 

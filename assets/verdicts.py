@@ -1,12 +1,12 @@
 import dagster as dg
 import polars as pl
-from codeio_dagster.assets.responses import responses_name, verdicts_name
-from codeio_dagster.plugins import tasks_registry
-from codeio_dagster.sandbox import InputCheck, check_input_predictions, outputs_equal
 
+from codeio_dagster.assets.responses import responses_name, verdicts_name
 from codeio_dagster.metadata import stage_metadata, status_counts
 from codeio_dagster.partitions import shards
+from codeio_dagster.plugins import tasks_registry
 from codeio_dagster.resources import CodeioResource
+from codeio_dagster.sandbox import InputCheck, check_input_predictions, outputs_equal
 from codeio_dagster.verify import InputRunResult, judge
 
 
