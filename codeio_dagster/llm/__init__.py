@@ -1,0 +1,39 @@
+"""The LLM layer: OpenAI-compatible client resource, durable cache and the embedded local model."""
+
+from codeio_dagster.llm.cache import CACHE_FORMAT_VERSION, ResponseCache, request_key
+from codeio_dagster.llm.local_model import (
+    LocalModelError,
+    LocalModelServer,
+    ModelIntegrityError,
+    assemble_model,
+)
+from codeio_dagster.llm.resource import LLMResource, LocalModelConfig, PriceConfig
+from codeio_dagster.llm.settings import (
+    EMBEDDED_MODEL_ALIAS,
+    LLMSettings,
+    LocalModelSettings,
+    Price,
+    SamplingParams,
+)
+from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "EMBEDDED_MODEL_ALIAS",
+    "ChatRequest",
+    "LLMOutcome",
+    "LLMResource",
+    "LLMSettings",
+    "LLMStats",
+    "LocalModelConfig",
+    "LocalModelError",
+    "LocalModelServer",
+    "LocalModelSettings",
+    "ModelIntegrityError",
+    "Price",
+    "PriceConfig",
+    "ResponseCache",
+    "SamplingParams",
+    "assemble_model",
+    "request_key",
+]

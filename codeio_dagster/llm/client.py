@@ -1,0 +1,434 @@
+"""The async engine: cache lookup, bounded concurrency, rate limits, retries, one outcome each."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from codeio_dagster.llm.cache import ResponseCache, request_key
+from codeio_dagster.llm.settings import LLMSettings, Price
+from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
+
+_logger = logging.getLogger(__name__)
+
+# A malformed 200 reply is retried this many times at most: a proxy hiccup gets a second
+# chance, an endpoint that always answers garbage is not hammered max_retries times.
+MALFORMED_RETRIES = 1
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+_FAILURES_LOGGED = 5
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go; the key is only ever handed to the openai client."""
+
+    base_url: str
+    api_key: str
+    default_model: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Endpoint(base_url={self.base_url!r}, default_model={self.default_model!r})"
+
+
+class TokenBucket:
+    """Async token bucket: `rate_per_s` refill, bursts up to `capacity`; FIFO waiters."""
+
+    def __init__(self, rate_per_s: float, capacity: float) -> None:
+        self.rate = rate_per_s
+        self.capacity = max(1.0, capacity)
+        self.level = self.capacity
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self._last) * self.rate)
+        self._last = now
+
+    async def acquire(self, n: float = 1.0) -> None:
+        """Wait until `n` tokens (at most a full bucket) are there, then take `n`."""
+        async with self._lock:
+            need = min(n, self.capacity)
+            while True:
+                self._refill()
+                if self.level >= need:
+                    self.level -= n
+                    return
+                await asyncio.sleep((need - self.level) / self.rate)
+
+    def adjust(self, n: float) -> None:
+        """Give back (n > 0) or take (n < 0) tokens once the real usage is known."""
+        self._refill()
+        self.level = min(self.capacity, self.level + n)
+
+
+def per_minute_bucket(per_minute: int | None) -> TokenBucket | None:
+    """A bucket that allows `per_minute` on average with one second's worth as burst."""
+    if per_minute is None:
+        return None
+    rate = per_minute / 60.0
+    return TokenBucket(rate, capacity=rate)
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """A prompt+completion token estimate for TPM limiting (about 4 characters a token)."""
+    chars = sum(len(m["content"]) for m in request.messages)
+    return chars // 4 + 4 * len(request.messages) + request.params.max_tokens
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def backoff_delay(retry: int, base: float, cap: float, retry_after: float | None) -> float:
+    """Delay before retry number `retry` (1-based): Retry-After if given, else jittered 2^n."""
+    if retry_after is not None:
+        return min(retry_after, cap)
+    d = min(cap, base * 2 ** (retry - 1))
+    return d / 2 + random.uniform(0, d / 2)
+
+
+def cost_of(price: Price | None, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD cost of one reply; 0 when the model has no configured price."""
+    if price is None:
+        return 0.0
+    return (prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok) / 1e6
+
+
+@dataclass
+class _Reply:
+    status: str
+    content: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    retryable: bool = False
+    malformed: bool = False
+    retry_after: float | None = None
+
+
+def parse_completion(body: bytes | str) -> _Reply:
+    """A chat completion body turned into a reply; anything unexpected is a malformed reply."""
+
+    def bad(why: str) -> _Reply:
+        return _Reply("request_failed", error=f"malformed reply: {why}", malformed=True)
+
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        return bad(f"body is not JSON ({e}); starts with {str(body[:80])!r}")
+    if not isinstance(data, dict):
+        return bad(f"body is a JSON {type(data).__name__}, expected an object")
+    if "error" in data and "choices" not in data:
+        return bad(f"error object in a 200 reply: {str(data['error'])[:200]}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return bad("no choices")
+    choice = choices[0]
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        return bad("choices[0].message.content is missing or not a string")
+    finish = choice.get("finish_reason")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    pt, ct = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    if not isinstance(pt, int) or not isinstance(ct, int):
+        return bad(f"usage token counts are not integers: {usage!r}")
+    status = "truncated" if finish == "length" else "ok"
+    return _Reply(status, content, finish if isinstance(finish, str) else None, pt, ct)
+
+
+class _Redactor:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def __call__(self, text: str) -> str:
+        if self.secret and len(self.secret) >= 4:
+            text = text.replace(self.secret, "***")
+        return text
+
+
+async def _attempt(client: Any, model: str, request: ChatRequest, timeout_s: float) -> _Reply:
+    import openai
+
+    p = request.params
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "messages": request.messages,
+        "temperature": p.temperature,
+        "top_p": p.top_p,
+        "max_tokens": p.max_tokens,
+    }
+    if p.seed is not None:
+        kwargs["seed"] = p.seed
+    if p.stop:
+        kwargs["stop"] = p.stop
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await client.chat.completions.with_raw_response.create(**kwargs)
+            body = raw.content
+    except openai.APIStatusError as e:
+        code = e.status_code
+        retry_after = parse_retry_after(e.response.headers.get("retry-after"))
+        ms = e.response.headers.get("retry-after-ms")
+        if retry_after is None and ms is not None:
+            try:
+                retry_after = max(0.0, float(ms) / 1000)
+            except ValueError:
+                retry_after = None
+        detail = e.response.text[:300] if e.response is not None else ""
+        return _Reply(
+            "request_failed",
+            error=f"HTTP {code}: {detail}".strip(),
+            retryable=code in RETRYABLE_STATUS or code >= 500,
+            retry_after=retry_after,
+        )
+    except (openai.APITimeoutError, TimeoutError):
+        return _Reply("request_failed", error=f"timed out after {timeout_s}s", retryable=True)
+    except openai.APIConnectionError as e:
+        cause = e.__cause__ or e
+        return _Reply(
+            "request_failed",
+            error=f"connection error: {type(cause).__name__}: {cause}",
+            retryable=True,
+        )
+    return parse_completion(body)
+
+
+def _make_client(endpoint: Endpoint, settings: LLMSettings) -> Any:
+    try:
+        import openai
+    except ImportError as e:  # pragma: no cover - openai is a core dependency
+        raise RuntimeError("the openai package is missing; run `uv sync`") from e
+    import httpx
+
+    limits = httpx.Limits(
+        max_connections=settings.max_concurrency,
+        max_keepalive_connections=settings.max_concurrency,
+    )
+    http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=settings.timeout_s)
+    # max_retries=0: every retry is ours, so it is counted, backed off and rate limited.
+    return openai.AsyncOpenAI(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        max_retries=0,
+        timeout=settings.timeout_s,
+        http_client=http,
+    )
+
+
+def resolve_model(request: ChatRequest, default_model: str | None) -> str:
+    """The model a request goes to; a clear error when none is named."""
+    model = request.params.model or default_model
+    if model is None:
+        raise ValueError(
+            f"request {request.key!r}: params.model is null and the configured endpoint has no "
+            f"default model; name the model in the sampling settings"
+        )
+    return model
+
+
+async def run_requests(
+    requests: Sequence[ChatRequest],
+    *,
+    settings: LLMSettings,
+    connect: Callable[[], Endpoint],
+    default_model: str | None,
+    cache: ResponseCache | None,
+    progress: bool = False,
+    log: Any = None,
+) -> tuple[list[LLMOutcome], LLMStats]:
+    """Complete `requests`; outcomes in input order, exactly one per request.
+
+    `connect` is called (in a thread) only when something must be sent, so a fully cached
+    re-run never starts the embedded model.
+    """
+    log = log or _logger
+    redact = _Redactor("")
+    started = time.monotonic()
+    stats = LLMStats(requests=len(requests))
+    models = [resolve_model(r, default_model) for r in requests]
+    hashes = [request_key(m, r.messages, r.params) for m, r in zip(models, requests, strict=True)]
+    outcomes: list[LLMOutcome | None] = [None] * len(requests)
+
+    hits = cache.get_many(hashes) if cache is not None else {}
+    groups: dict[str, list[int]] = {}
+    for i, h in enumerate(hashes):
+        if h in hits:
+            rec = hits[h]
+            outcomes[i] = LLMOutcome(
+                key=requests[i].key,
+                status=rec["status"],
+                content=rec["content"],
+                finish_reason=rec["finish_reason"],
+                prompt_tokens=rec["prompt_tokens"],
+                completion_tokens=rec["completion_tokens"],
+                cost_usd=rec["cost_usd"],
+                cached=True,
+                attempts=0,
+                request_hash=h,
+                model=rec["model"],
+            )
+            stats.cache_hits += 1
+        else:
+            groups.setdefault(h, []).append(i)
+    # Identical requests in one call are sent once; the copies count as cache hits.
+    stats.cache_misses = len(groups)
+    stats.cache_hits += sum(len(ix) - 1 for ix in groups.values())
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(requests), initial=len(requests) - sum(map(len, groups.values())))
+
+    rpm = per_minute_bucket(settings.requests_per_minute)
+    tpm = per_minute_bucket(settings.tokens_per_minute)
+    failures_logged = 0
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for h in groups:
+        queue.put_nowait(h)
+
+    async def one(client: Any, h: str) -> LLMOutcome:
+        i0 = groups[h][0]
+        request, model = requests[i0], models[i0]
+        attempts = 0
+        malformed = 0
+        estimate = estimate_tokens(request)
+        while True:
+            if rpm is not None:
+                await rpm.acquire(1)
+            if tpm is not None:
+                await tpm.acquire(estimate)
+            attempts += 1
+            reply = await _attempt(client, model, request, settings.timeout_s)
+            if tpm is not None:
+                tpm.adjust(estimate - (reply.prompt_tokens + reply.completion_tokens))
+            if reply.malformed:
+                malformed += 1
+            retry_allowed = reply.retryable or (reply.malformed and malformed <= MALFORMED_RETRIES)
+            if reply.status != "request_failed" or not retry_allowed:
+                break
+            if attempts > settings.max_retries:
+                break
+            delay = backoff_delay(
+                attempts, settings.backoff_base_s, settings.backoff_max_s, reply.retry_after
+            )
+            await asyncio.sleep(delay)
+        error = reply.error
+        if error is not None and attempts > 1:
+            error = f"{error} (after {attempts} attempts)"
+        cost = cost_of(settings.prices.get(model), reply.prompt_tokens, reply.completion_tokens)
+        return LLMOutcome(
+            key=request.key,
+            status=reply.status,  # type: ignore[arg-type]
+            content=reply.content,
+            finish_reason=reply.finish_reason,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            cost_usd=cost,
+            cached=False,
+            attempts=attempts,
+            error=redact(error) if error else None,
+            request_hash=h,
+            model=model,
+        )
+
+    def record(h: str, out: LLMOutcome) -> None:
+        nonlocal failures_logged
+        stats.retries += max(0, out.attempts - 1)
+        stats.prompt_tokens += out.prompt_tokens
+        stats.completion_tokens += out.completion_tokens
+        stats.cost_usd += out.cost_usd
+        if cache is not None and out.status != "request_failed":
+            try:
+                cache.put(out.model_dump())
+            except sqlite3.Error as e:
+                log.warning(f"LLM cache write failed for {out.key!r}: {e}")
+        if out.status == "request_failed" and failures_logged < _FAILURES_LOGGED:
+            failures_logged += 1
+            log.warning(f"LLM request {out.key!r} failed: {out.error}")
+        for n, i in enumerate(groups[h]):
+            outcomes[i] = out.model_copy(update={"key": requests[i].key, "cached": n > 0})
+        if bar is not None:
+            bar.update(len(groups[h]))
+
+    async def worker(client: Any) -> None:
+        while True:
+            try:
+                h = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                out = await one(client, h)
+            except Exception as e:  # every request ends in an outcome, bugs included
+                i0 = groups[h][0]
+                out = LLMOutcome(
+                    key=requests[i0].key,
+                    status="request_failed",
+                    content=None,
+                    finish_reason=None,
+                    error=redact(f"internal error: {type(e).__name__}: {e}"),
+                    request_hash=h,
+                    model=models[i0],
+                )
+            record(h, out)
+
+    if groups:
+        endpoint = await asyncio.to_thread(connect)
+        redact.secret = endpoint.api_key
+        client = _make_client(endpoint, settings)
+        try:
+            n_workers = min(settings.max_concurrency, len(groups))
+            await asyncio.gather(*(worker(client) for _ in range(n_workers)))
+        finally:
+            await client.close()
+    if bar is not None:
+        bar.close()
+
+    final: list[LLMOutcome] = []
+    for i, out in enumerate(outcomes):
+        if out is None:  # unreachable unless a worker died; still never drop a request
+            out = LLMOutcome(
+                key=requests[i].key,
+                status="request_failed",
+                content=None,
+                finish_reason=None,
+                error="internal error: no outcome recorded",
+                request_hash=hashes[i],
+                model=models[i],
+            )
+        final.append(out)
+        stats.by_status[out.status] = stats.by_status.get(out.status, 0) + 1
+    stats.wall_s = time.monotonic() - started
+    log.info(
+        f"LLM: {stats.requests} requests, {stats.cache_hits} cache hits, "
+        f"{stats.cache_misses} sent, {stats.retries} retries, by status {stats.by_status}, "
+        f"{stats.prompt_tokens}+{stats.completion_tokens} tokens, ${stats.cost_usd:.4f}"
+    )
+    return final, stats

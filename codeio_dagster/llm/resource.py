@@ -1,0 +1,217 @@
+"""LLMResource: the Dagster resource over the async engine, with the embedded model lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from codeio_dagster.llm.cache import ResponseCache
+from codeio_dagster.llm.client import Endpoint, run_requests
+from codeio_dagster.llm.local_model import LocalModelServer
+from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LLMSettings, LocalModelSettings, Price
+from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
+
+
+class PriceConfig(dg.Config):
+    """USD per million tokens (Dagster config form of Price)."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+
+class LocalModelConfig(dg.Config):
+    """Dagster config form of LocalModelSettings."""
+
+    n_ctx: int = 4096
+    n_parallel: int = 4
+    threads: int = 0
+    cache_dir: str | None = None
+    startup_timeout_s: float = 120.0
+
+
+def _run_sync[T](coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion, also from a thread that already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class LLMResource(dg.ConfigurableResource):
+    """OpenAI-compatible chat completions with limits, retries, cost and a durable cache.
+
+    With `base_url` unset, the embedded local model is started on first use and stopped at
+    teardown (or when the `with` block ends outside Dagster).
+    """
+
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    api_key: str | None = Field(default=None, repr=False)
+    max_concurrency: int = 8
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_retries: int = 5
+    timeout_s: float = 300.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    prices: dict[str, PriceConfig] = {}
+    use_cache: bool = True
+    cache_path: str | None = None
+    local_model: LocalModelConfig = LocalModelConfig()
+
+    _server: LocalModelServer | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __repr_args__(self) -> Any:
+        # The key is never shown, whatever pydantic or Dagster decide to print.
+        for name, value in super().__repr_args__():
+            yield (name, "***" if name == "api_key" and value is not None else value)
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    @classmethod
+    def from_settings(cls, settings: LLMSettings, api_key: str | None = None) -> LLMResource:
+        """A resource configured from validated LLMSettings."""
+        lm = settings.local_model
+        return cls(
+            base_url=settings.base_url,
+            api_key_env=settings.api_key_env,
+            api_key=api_key,
+            max_concurrency=settings.max_concurrency,
+            requests_per_minute=settings.requests_per_minute,
+            tokens_per_minute=settings.tokens_per_minute,
+            max_retries=settings.max_retries,
+            timeout_s=settings.timeout_s,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_max_s=settings.backoff_max_s,
+            prices={
+                k: PriceConfig(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok)
+                for k, p in settings.prices.items()
+            },
+            use_cache=settings.use_cache,
+            cache_path=str(settings.cache_path) if settings.cache_path else None,
+            local_model=LocalModelConfig(
+                n_ctx=lm.n_ctx,
+                n_parallel=lm.n_parallel,
+                threads=lm.threads,
+                cache_dir=str(lm.cache_dir) if lm.cache_dir else None,
+                startup_timeout_s=lm.startup_timeout_s,
+            ),
+        )
+
+    def settings(self) -> LLMSettings:
+        """The validated settings this resource runs with (the key is not part of them)."""
+        lm = self.local_model
+        return LLMSettings(
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
+            max_concurrency=self.max_concurrency,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            max_retries=self.max_retries,
+            timeout_s=self.timeout_s,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+            prices={
+                k: Price(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok)
+                for k, p in self.prices.items()
+            },
+            use_cache=self.use_cache,
+            cache_path=Path(self.cache_path) if self.cache_path else None,
+            local_model=LocalModelSettings(
+                n_ctx=lm.n_ctx,
+                n_parallel=lm.n_parallel,
+                threads=lm.threads,
+                cache_dir=Path(lm.cache_dir) if lm.cache_dir else None,
+                startup_timeout_s=lm.startup_timeout_s,
+            ),
+        )
+
+    def _local_endpoint(self, settings: LLMSettings) -> Endpoint:
+        with self._lock:
+            if self._server is None:
+                self._server = LocalModelServer(settings.local_model).start()
+            server = self._server
+        return Endpoint(server.base_url, server.api_key, default_model=server.model)
+
+    def _remote_endpoint(self, settings: LLMSettings) -> Endpoint:
+        assert settings.base_url is not None
+        key = self.api_key or os.environ.get(settings.api_key_env)
+        if not key:
+            raise ValueError(
+                f"no API key for {settings.base_url}: set the environment variable "
+                f"{settings.api_key_env} (llm.api_key_env names it)"
+            )
+        return Endpoint(settings.base_url, key)
+
+    @property
+    def local_server(self) -> LocalModelServer | None:
+        """The embedded server if this resource started one."""
+        return self._server
+
+    def complete_many(
+        self,
+        requests: Sequence[ChatRequest],
+        *,
+        progress: bool = False,
+        log: Any = None,
+    ) -> tuple[list[LLMOutcome], LLMStats]:
+        """Complete all requests; outcomes in input order, exactly one per request."""
+        requests = list(requests)
+        settings = self.settings()
+        if settings.base_url is None:
+            default_model: str | None = EMBEDDED_MODEL_ALIAS
+
+            def connect() -> Endpoint:
+                return self._local_endpoint(settings)
+        else:
+            # A missing key fails before any work, not after the cache lookup.
+            remote = self._remote_endpoint(settings)
+            default_model = None
+
+            def connect() -> Endpoint:
+                return remote
+
+        cache = ResponseCache(settings.resolved_cache_path()) if settings.use_cache else None
+        try:
+            return _run_sync(
+                run_requests(
+                    requests,
+                    settings=settings,
+                    connect=connect,
+                    default_model=default_model,
+                    cache=cache,
+                    progress=progress,
+                    log=log,
+                )
+            )
+        finally:
+            if cache is not None:
+                cache.close()
+
+    def close(self) -> None:
+        """Stop the embedded server if this resource started one."""
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def __enter__(self) -> LLMResource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
