@@ -39,3 +39,20 @@ class CodeioResource(dg.ConfigurableResource):
 
         with Executor(self.config.sandbox) as executor:
             yield executor
+
+
+def build_resources(config: CodeioConfig, config_path: str) -> dict[str, object]:
+    """Every resource of the graph, from the one validated config; secrets read only here."""
+    import os
+
+    from codeio_dagster.io_manager import PolarsParquetIOManager
+    from codeio_dagster.llm import LLMResource
+    from codeio_dagster.publish import publisher_from_settings
+
+    api_key = dg.EnvVar(config.llm.api_key_env) if os.environ.get(config.llm.api_key_env) else None
+    return {
+        "codeio": CodeioResource(config_path=config_path),
+        "llm": LLMResource.from_settings(config.llm, api_key=api_key),
+        "publisher": publisher_from_settings(config.publish),
+        "io_manager": PolarsParquetIOManager(base_dir=str(config.data_dir / "assets")),
+    }

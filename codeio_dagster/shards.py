@@ -146,3 +146,27 @@ def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     frame.write_parquet(tmp)
     tmp.replace(path)
+
+
+def land_new_shards(
+    config, landing: Landing, *, max_shards: int | None = None
+) -> list[PlannedShard]:
+    """Scan every configured source and land the files no shard holds yet, as new shards."""
+    from codeio_dagster.sources import build_source
+
+    landed: list[PlannedShard] = []
+    for source_config in config.sources:
+        budget = None if max_shards is None else max_shards - len(landed)
+        if budget is not None and budget <= 0:
+            break
+        source = build_source(source_config, plugin_modules=config.source_plugin_modules)
+        planned = plan_shards(
+            source.scan(),
+            source=source_config.name,
+            index=landing.index(),
+            shard_size=config.shards.size,
+            max_shards=budget,
+        )
+        landing.write(planned)
+        landed += planned
+    return landed

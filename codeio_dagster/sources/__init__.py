@@ -14,3 +14,25 @@ def __getattr__(name: str):
 
 
 __all__ = ["FolderSource", "JsonlSource", "ParquetSource", "RawFile", "Source", "SourceOptions"]
+
+
+def build_source(config, *, plugin_modules: list[str] = ()) -> Source:
+    """A source plugin instance from a `sources:` entry, options validated by the plugin."""
+    from pydantic import ValidationError
+
+    from codeio_dagster.plugins import sources_registry
+
+    registry = sources_registry()
+    for module in plugin_modules:
+        registry.load_module(module)
+    cls = registry.get(config.kind)
+    try:
+        options = cls.Options.model_validate(config.options)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"sources[{config.name}].options.{'.'.join(map(str, e['loc']))} = "
+            f"{e.get('input')!r}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise ValueError(problems) from None
+    return cls(options)

@@ -1,0 +1,30 @@
+import dagster as dg
+
+from codeio_dagster.partitions import shards
+from codeio_dagster.resources import CodeioResource
+from codeio_dagster.shards import land_new_shards
+
+
+@dg.sensor(
+    job_name="codeio_job",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def raw_code_sensor(context: dg.SensorEvaluationContext, codeio: CodeioResource) -> dg.SensorResult:
+    """New raw code in a configured source becomes new shards and one run per shard."""
+    config = codeio.config
+    landed = land_new_shards(
+        config,
+        codeio.landing(),
+        max_shards=config.shards.max_new_shards_per_tick,
+    )
+    names = [s.name for s in landed]
+    if not names:
+        return dg.SensorResult(skip_reason="no new raw code")
+    # The landing index, not the cursor, is the record of what was seen; the cursor names the
+    # last shard so the UI shows progress.
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=n, partition_key=n) for n in names],
+        dynamic_partitions_requests=[shards.build_add_request(names)],
+        cursor=names[-1],
+    )
