@@ -169,6 +169,11 @@ def _resolve_paths(config: CodeioConfig, base: Path) -> CodeioConfig:
     return config.model_copy(
         update={
             "data_dir": absolute(config.data_dir),
+            "llm": config.llm.model_copy(
+                update={
+                    "cache_path": absolute(config.llm.cache_path) if config.llm.cache_path else None
+                }
+            ),
             "sources": sources,
             "decontamination": config.decontamination.model_copy(
                 update={"benchmarks": [absolute(p) for p in config.decontamination.benchmarks]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -53,6 +54,10 @@ def build_resources(config: CodeioConfig, config_path: str) -> dict[str, object]
     return {
         "codeio": CodeioResource(config_path=config_path),
         "llm": LLMResource.from_settings(config.llm, api_key=api_key),
-        "publisher": publisher_from_settings(config.publish),
+        "publisher": publisher_from_settings(
+            config.publish,
+            token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None,
+            base_dir=str(Path(config_path).resolve().parent),
+        ),
         "io_manager": PolarsParquetIOManager(base_dir=str(config.data_dir / "assets")),
     }

@@ -1,0 +1,158 @@
+"""The asset graph on small inputs: real parsing, the real sandbox, a scripted endpoint."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from codeio_dagster.assets import build_assets
+from codeio_dagster.assets.checks import build_checks
+from codeio_dagster.config import load_config
+from codeio_dagster.funnel import compute_funnel, load_tables
+from codeio_dagster.models import DatasetRow, polars_schema
+from codeio_dagster.partitions import shards
+from codeio_dagster.resources import build_resources
+from codeio_dagster.sensors.raw_code_sensor import raw_code_sensor
+from codeio_dagster.shards import Landing, land_new_shards
+
+from .conftest import write_config, write_corpus
+
+pytestmark = pytest.mark.sandbox
+
+STAGES = [
+    "raw_code",
+    "unified_functions",
+    "io_pairs",
+    "prediction_tasks",
+    "responses",
+    "verdicts",
+    "responses_turn_1",
+    "verdicts_turn_1",
+    "codeio_dataset",
+    "codeio_pp_dataset",
+    "unified_dataset",
+]
+
+
+def materialise(config_path: str, partitions: list[str], instance: dg.DagsterInstance):
+    config = load_config(config_path)
+    graph = build_assets(config) + build_checks(config)
+    resources = build_resources(config, config_path)
+    for key in partitions:
+        result = dg.materialize(graph, partition_key=key, instance=instance, resources=resources)
+        assert result.success
+    return config
+
+
+def tables(config, partitions):
+    return load_tables(config.data_dir / "assets", partitions, STAGES)
+
+
+def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm):
+    write_corpus(tmp_path / "corpus", ["alpha", "beta", "gamma"])
+    (tmp_path / "corpus" / "empty.py").write_text("")
+    path = write_config(tmp_path, scripted_llm.base_url, shard_size=10)
+    config = load_config(path)
+    landed = land_new_shards(config, Landing(config.data_dir / "landing"))
+    names = [s.name for s in landed]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(shards.name, names)
+    materialise(path, names, instance)
+
+    t = tables(config, names)
+    funnel = compute_funnel(t, turns=1)
+    assert funnel["raw_files"] == 4 and funnel["readable_files"] == 3
+    assert t["raw_code"].filter(pl.col("path") == "empty.py")["status"].item() == "empty"
+    assert funnel["functions"] == 3 == funnel["functions_with_pairs"]
+    assert funnel["tasks"] == 6
+    # The script answers output predictions wrongly first and rightly after feedback.
+    v0 = t["verdicts"]
+    assert v0.filter(pl.col("kind") == "output_prediction")["status"].unique().to_list() == [
+        "wrong"
+    ]
+    assert v0.filter(pl.col("kind") == "input_prediction")["status"].unique().to_list() == [
+        "correct"
+    ]
+    assert v0.filter(pl.col("status") != "correct")["feedback"].null_count() == 0
+    assert t["responses_turn_1"].height == 3
+    assert t["verdicts_turn_1"]["status"].unique().to_list() == ["correct"]
+    assert funnel["correct_turn_0"] == 3 and funnel["correct_after_revision"] == 6
+    # Every row of every stage table carries a status; nothing leaves without a reason.
+    for name in ["raw_code", "unified_functions", "io_pairs", "prediction_tasks", "verdicts"]:
+        assert t[name]["status"].null_count() == 0, name
+
+    for name in ("codeio_dataset", "codeio_pp_dataset"):
+        assert t[name].schema == polars_schema(DatasetRow)
+        assert t[name].height == 6
+    pp = t["codeio_pp_dataset"]
+    revised = pp.filter(pl.col("turn_2").is_not_null())
+    assert revised.height == 3 and revised["verdict_2"].unique().to_list() == ["correct"]
+    assert revised["messages"].list.len().unique().to_list() == [4]
+    assert t["unified_dataset"].height == 3
+    pairs = t["unified_dataset"]["pairs"].explode().struct.field("input").to_list()
+    assert all("numbers" in json.loads(p) for p in pairs)
+
+    published = tmp_path / "published" / "data" / "codeio_pp"
+    assert sorted(p.name for p in published.glob("*.parquet")) == [f"{n}.parquet" for n in names]
+
+
+def test_sensor_adds_a_shard_and_only_its_requests_reach_the_model(tmp_path, scripted_llm):
+    write_corpus(tmp_path / "corpus", ["a1", "a2", "b1", "b2"])
+    path = write_config(tmp_path, scripted_llm.base_url, shard_size=2)
+    config = load_config(path)
+    resources = build_resources(config, path)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick():
+        context = dg.build_sensor_context(
+            instance=instance, resources={"codeio": resources["codeio"]}
+        )
+        result = raw_code_sensor(context)
+        if isinstance(result, dg.SkipReason) or not result.run_requests:
+            return []
+        for request in result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        return [r.partition_key for r in result.run_requests]
+
+    first = tick()
+    assert first == ["t-00000", "t-00001"]
+    materialise(path, first, instance)
+    before = len(scripted_llm.requests)
+    assert tick() == []  # nothing new, nothing added twice
+
+    write_corpus(tmp_path / "corpus", ["a1", "a2", "b1", "b2", "c1"])
+    third = tick()
+    assert third == ["t-00002"]
+    materialise(path, third, instance)
+    new_requests = scripted_llm.requests[before:]
+    sent = json.dumps(new_requests)
+    assert "def c1(" in sent
+    for old in ("def a1(", "def a2(", "def b1(", "def b2("):
+        assert old not in sent, f"{old} was sent again"
+    # one refactor, two predictions, one revision (output prediction is wrong at first)
+    assert len(new_requests) == 4
+
+    # Re-materialising an old shard is served from the request cache.
+    count = len(scripted_llm.requests)
+    materialise(path, ["t-00000"], instance)
+    assert len(scripted_llm.requests) == count
+
+
+def test_backfill_over_partitions_through_an_instance(tmp_path, scripted_llm):
+    write_corpus(tmp_path / "corpus", ["p", "q", "r"])
+    path = write_config(tmp_path, scripted_llm.base_url, shard_size=1)
+    config = load_config(path)
+    landed = land_new_shards(config, Landing(config.data_dir / "landing"))
+    names = [s.name for s in landed]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(shards.name, names)
+    materialise(path, names, instance)
+    for asset in ("raw_code", "verdicts_turn_1", "codeio_pp_dataset"):
+        done = instance.get_materialized_partitions(dg.AssetKey(asset))
+        assert done == set(names), asset
+    assert compute_funnel(tables(config, names), turns=1)["functions"] == 3
