@@ -152,3 +152,11 @@ def write_config(tmp_path, base_url: str, *, shard_size: int = 2, extra: str = "
     path = tmp_path / "codeio.yaml"
     path.write_text(text + extra)
     return str(path)
+
+
+@pytest.fixture
+def graph_files():
+    """Writers for a tiny corpus and its codeio.yaml (test modules are not a package)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(write_corpus=write_corpus, write_config=write_config)

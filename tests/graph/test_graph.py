@@ -18,8 +18,6 @@ from codeio_dagster.resources import build_resources
 from codeio_dagster.sensors.raw_code_sensor import raw_code_sensor
 from codeio_dagster.shards import Landing, land_new_shards
 
-from .conftest import write_config, write_corpus
-
 pytestmark = pytest.mark.sandbox
 
 STAGES = [
@@ -51,10 +49,10 @@ def tables(config, partitions):
     return load_tables(config.data_dir / "assets", partitions, STAGES)
 
 
-def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm):
-    write_corpus(tmp_path / "corpus", ["alpha", "beta", "gamma"])
+def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files):
+    graph_files.write_corpus(tmp_path / "corpus", ["alpha", "beta", "gamma"])
     (tmp_path / "corpus" / "empty.py").write_text("")
-    path = write_config(tmp_path, scripted_llm.base_url, shard_size=10)
+    path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=10)
     config = load_config(path)
     landed = land_new_shards(config, Landing(config.data_dir / "landing"))
     names = [s.name for s in landed]
@@ -99,9 +97,11 @@ def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm):
     assert sorted(p.name for p in published.glob("*.parquet")) == [f"{n}.parquet" for n in names]
 
 
-def test_sensor_adds_a_shard_and_only_its_requests_reach_the_model(tmp_path, scripted_llm):
-    write_corpus(tmp_path / "corpus", ["a1", "a2", "b1", "b2"])
-    path = write_config(tmp_path, scripted_llm.base_url, shard_size=2)
+def test_sensor_adds_a_shard_and_only_its_requests_reach_the_model(
+    tmp_path, scripted_llm, graph_files
+):
+    graph_files.write_corpus(tmp_path / "corpus", ["a1", "a2", "b1", "b2"])
+    path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=2)
     config = load_config(path)
     resources = build_resources(config, path)
     instance = dg.DagsterInstance.ephemeral()
@@ -125,7 +125,7 @@ def test_sensor_adds_a_shard_and_only_its_requests_reach_the_model(tmp_path, scr
     before = len(scripted_llm.requests)
     assert tick() == []  # nothing new, nothing added twice
 
-    write_corpus(tmp_path / "corpus", ["a1", "a2", "b1", "b2", "c1"])
+    graph_files.write_corpus(tmp_path / "corpus", ["a1", "a2", "b1", "b2", "c1"])
     third = tick()
     assert third == ["t-00002"]
     materialise(path, third, instance)
@@ -143,9 +143,9 @@ def test_sensor_adds_a_shard_and_only_its_requests_reach_the_model(tmp_path, scr
     assert len(scripted_llm.requests) == count
 
 
-def test_backfill_over_partitions_through_an_instance(tmp_path, scripted_llm):
-    write_corpus(tmp_path / "corpus", ["p", "q", "r"])
-    path = write_config(tmp_path, scripted_llm.base_url, shard_size=1)
+def test_backfill_over_partitions_through_an_instance(tmp_path, scripted_llm, graph_files):
+    graph_files.write_corpus(tmp_path / "corpus", ["p", "q", "r"])
+    path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=1)
     config = load_config(path)
     landed = land_new_shards(config, Landing(config.data_dir / "landing"))
     names = [s.name for s in landed]
