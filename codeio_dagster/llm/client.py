@@ -225,20 +225,12 @@ def _make_client(endpoint: Endpoint, settings: LLMSettings) -> Any:
         import openai
     except ImportError as e:  # pragma: no cover - openai is a core dependency
         raise RuntimeError("the openai package is missing; run `uv sync`") from e
-    import httpx
-
-    limits = httpx.Limits(
-        max_connections=settings.max_concurrency,
-        max_keepalive_connections=settings.max_concurrency,
-    )
-    http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=settings.timeout_s)
     # max_retries=0: every retry is ours, so it is counted, backed off and rate limited.
     return openai.AsyncOpenAI(
         base_url=endpoint.base_url,
         api_key=endpoint.api_key,
         max_retries=0,
         timeout=settings.timeout_s,
-        http_client=http,
     )
 
 

