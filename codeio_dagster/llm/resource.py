@@ -147,7 +147,11 @@ class LLMResource(dg.ConfigurableResource):
 
     def _remote_endpoint(self, settings: LLMSettings) -> Endpoint:
         assert settings.base_url is not None
-        key = self.api_key or os.environ.get(settings.api_key_env)
+        key: str | None = self.api_key
+        if isinstance(key, dg.EnvVar):
+            # Used outside a Dagster run, the field still holds the variable's name.
+            key = key.get_value()
+        key = key or os.environ.get(settings.api_key_env)
         if not key:
             raise ValueError(
                 f"no API key for {settings.base_url}: set the environment variable "
