@@ -6,6 +6,7 @@ descriptors that were stdin/stdout when the server started; those are moved away
 job's prints can never reach the protocol.
 """
 
+import contextlib
 import ctypes
 import gc
 import hashlib
@@ -119,27 +120,32 @@ class Server:
             finally:
                 os._exit(70)
         os.close(w_fd)
+        os.set_blocking(r_fd, False)
+        # The job's own exit ends the wait, not EOF on the pipe: a daemon it left behind keeps
+        # the pipe's write end open.
+        pidfd = os.pidfd_open(pid)
         deadline = time.monotonic() + float(req["wall_timeout_s"])
         data = bytearray()
         status = None
+        exited = False
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     status = "timeout"
                     break
-                ready, _, _ = select.select([r_fd], [], [], remaining)
-                if not ready:
-                    continue
-                chunk = os.read(r_fd, 65536)
-                if not chunk:
-                    break
-                data += chunk
+                ready, _, _ = select.select([r_fd, pidfd], [], [], remaining)
+                if pidfd in ready:
+                    exited = True
+                eof = _drain(r_fd, data)
                 if len(data) > limit + 65536:
                     status = "output_limit"
                     break
+                if eof or exited:
+                    break
         finally:
             os.close(r_fd)
+            os.close(pidfd)
         if status is not None:
             _kill_quietly(pid)
         wait_status = self.reap(pid)
@@ -165,27 +171,35 @@ class Server:
     def cleanup(self, pid):
         if self.is_init:
             while True:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(-1, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 try:
                     os.waitpid(-1, 0)
                 except ChildProcessError:
                     break
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         _wipe(self.workdir)
 
 
+def _drain(fd, data):
+    """Read what is buffered in a non-blocking pipe; True at end of file."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            return True
+        data += chunk
+        if len(data) > 1 << 26:
+            return False
+
+
 def _kill_quietly(pid):
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _status_from_wait(wait_status, req):
@@ -228,6 +242,7 @@ def _remove(path):
 
 
 def _child(req, result_fd, proto_in, proto_out, workdir):
+    job_pid = os.getpid()
     os.setsid()
     os.close(proto_in)
     os.close(proto_out)
@@ -245,14 +260,14 @@ def _child(req, result_fd, proto_in, proto_out, workdir):
     sys.stderr = _BoundedWriter(8192)
     _reseed_fresh()
     try:
-        if req.get("kind") == "iopairs":
-            reply = _run_iopairs(req)
-        else:
-            reply = _run_call(req)
+        reply = _run_iopairs(req) if req.get("kind") == "iopairs" else _run_call(req)
     except MemoryError:
         reply = {"status": "memory", "error": "MemoryError (address-space limit)"}
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit too
         reply = {"status": "exception", "error": _format_exc(exc)}
+    if os.getpid() != job_pid:
+        # A process the job forked (fork bomb, daemon) must not write a second reply.
+        os._exit(0)
     reply["stdout"] = "".join(out.parts)
     data = json.dumps(reply).encode("utf-8")
     view = memoryview(data)
@@ -438,10 +453,8 @@ def main():
     os.close(null)
     # Not dumpable: a job running under the same uid cannot ptrace the server or open its
     # descriptors through /proc, so it cannot forge replies on the protocol pipes.
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
     cfg = _read_frame(proto_in)
     if cfg is None:
         return 0
