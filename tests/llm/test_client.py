@@ -25,7 +25,7 @@ def make_resource(server, tmp_path: Path, **overrides) -> LLMResource:
         base_url=server.base_url,
         max_concurrency=8,
         max_retries=5,
-        timeout_s=0.5,
+        timeout_s=1.5,
         backoff_base_s=0.01,
         backoff_max_s=5.0,
         cache_path=tmp_path / "cache.sqlite",
@@ -48,7 +48,7 @@ FAULT_SCRIPT = {
     "r429": [("status", 429, {"Retry-After": "1"}), ("ok", "after 429")],
     "r500": [("status", 500), ("status", 503), ("ok", "after two 5xx")],
     "reset": [("reset",), ("ok", "after reset")],
-    "slow": [("slow", 2.0, "too late"), ("ok", "after timeout")],
+    "slow": [("slow", 4.0, "too late"), ("ok", "after timeout")],
     "length": [("length", "cut off mid")],
     "malformed": [("malformed",)],
     "always500": [("status", 500)],
@@ -84,7 +84,7 @@ def test_every_fault_ends_in_its_recorded_outcome(scripted_server, tmp_path):
     assert all(o.error is None for o in outcomes if o.status != "request_failed")
     # Server side: each prompt arrived exactly as often as the client says it tried.
     for o in outcomes:
-        assert len(scripted_server.times(o.key)) == o.attempts, o.key
+        assert len(scripted_server.times(o.key)) == o.attempts, (o, scripted_server.times(o.key))
     assert stats.retries == sum(o.attempts - 1 for o in outcomes) == 9
     assert stats.by_status == {"ok": 5, "truncated": 1, "request_failed": 3}
     assert (stats.cache_hits, stats.cache_misses) == (0, 9)
@@ -108,7 +108,7 @@ def test_retry_after_is_honoured(scripted_server, tmp_path):
     assert second - first >= 1.0
     # A date in the past means "now": retried after the tiny backoff, not a minute.
     first, second = scripted_server.times("r429date")
-    assert second - first < 1.0
+    assert second - first < 2.5
 
 
 def test_retry_after_is_capped_by_backoff_max(scripted_server, tmp_path):

