@@ -1,0 +1,211 @@
+"""The dataset card and the per-shard stats index: pure functions from data to text."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+CONFIGS = ("codeio", "codeio_pp", "unified")
+STATS_PATH = "stats/shards.json"
+_DESCRIPTIONS = {
+    "codeio": "every first answer, right or wrong (CodeI/O)",
+    "codeio_pp": "right first answers plus revised answers after execution feedback (CodeI/O++)",
+    "unified": "the refactored functions with their I/O pairs and input generators",
+}
+
+
+class CardInfo(BaseModel):
+    """What the card says about one shard: versions, models, sampling, prompt hashes, funnel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_version: str = "unknown"
+    models: dict[str, str] = Field(default_factory=dict)
+    sampling: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    prompt_template_hashes: dict[str, str] = Field(default_factory=dict)
+    funnel: dict[str, int] = Field(default_factory=dict)
+    license: str | None = None
+    pretty_name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class CardStatic(BaseModel):
+    """The parts of the card that do not change per shard (from the publisher's config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_id: str | None = None
+    license: str = "apache-2.0"
+    pretty_name: str = "CodeI/O reasoning data"
+    tags: list[str] = Field(default_factory=list)
+
+
+def data_path(config: str, shard: str) -> str:
+    return f"data/{config}/{shard}.parquet"
+
+
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_parquet(buf, statistics=True)
+    return buf.getvalue()
+
+
+def shard_stats(shard: str, tables: Mapping[str, pl.DataFrame], info: CardInfo) -> dict[str, Any]:
+    """The stats record kept for one shard in the repo's stats index."""
+    return {
+        "shard": shard,
+        "rows": {name: frame.height for name, frame in tables.items()},
+        "files": {name: data_path(name, shard) for name in tables},
+        "info": info.model_dump(mode="json"),
+    }
+
+
+def merge_stats(index_text: str | None, record: dict[str, Any]) -> dict[str, Any]:
+    """Add or replace one shard's record in the stats index (JSON text as stored in the repo)."""
+    index = json.loads(index_text) if index_text else {"shards": {}}
+    if not isinstance(index.get("shards"), dict):
+        raise ValueError(f"{STATS_PATH} has no 'shards' mapping; it was not written by codeio")
+    index["shards"][record["shard"]] = record
+    index["shards"] = dict(sorted(index["shards"].items()))
+    return index
+
+
+def dump_stats(index: Mapping[str, Any]) -> bytes:
+    return (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _configs_present(index: Mapping[str, Any]) -> list[str]:
+    present = {name for rec in index["shards"].values() for name in rec.get("files", {})}
+    ordered = [c for c in CONFIGS if c in present]
+    return ordered + sorted(present - set(CONFIGS))
+
+
+def card_header(static: CardStatic, info: CardInfo, index: Mapping[str, Any]) -> dict[str, Any]:
+    configs = _configs_present(index)
+    default = "codeio_pp" if "codeio_pp" in configs else (configs[0] if configs else None)
+    total = sum(sum(rec["rows"].values()) for rec in index["shards"].values())
+    header: dict[str, Any] = {
+        "license": info.license or static.license,
+        "pretty_name": info.pretty_name or static.pretty_name,
+        "task_categories": ["text-generation", "question-answering"],
+        "language": ["en"],
+        "tags": sorted({"code", "reasoning", "codeio", "synthetic", *static.tags, *info.tags}),
+        "size_categories": [_size_category(total)],
+        "configs": [
+            {
+                "config_name": name,
+                **({"default": True} if name == default else {}),
+                "data_files": [{"split": "train", "path": f"data/{name}/*.parquet"}],
+            }
+            for name in configs
+        ],
+    }
+    return header
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if n < limit:
+            return label
+    return "100K<n<1M" if n < 1_000_000 else "n>1M"
+
+
+def funnel_totals(index: Mapping[str, Any]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for rec in index["shards"].values():
+        for stage, count in rec["info"].get("funnel", {}).items():
+            totals[stage] = totals.get(stage, 0) + int(count)
+    return totals
+
+
+def _cell(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def sample_table(frame: pl.DataFrame | None, n: int = 3, max_columns: int = 5) -> str:
+    """A markdown table of the first rows, long values shortened."""
+    if frame is None or frame.height == 0 or frame.width == 0:
+        return "_(no rows yet)_"
+    preferred = ["prompt", "turn_1", "feedback_1", "turn_2", "feedback_2"]
+    columns = [c for c in preferred if c in frame.columns] or frame.columns
+    columns = columns[:max_columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in frame.select(columns).head(n).to_dicts():
+        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def render_card(
+    static: CardStatic,
+    info: CardInfo,
+    index: Mapping[str, Any],
+    samples: pl.DataFrame | None,
+) -> str:
+    """The README.md of the dataset repo: YAML header plus a body aggregating every shard."""
+    header = card_header(static, info, index)
+    repo = static.repo_id or "<this folder>"
+    shards = index["shards"]
+    configs = [c["config_name"] for c in header["configs"]]
+    out = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", ""]
+    out += [f"# {header['pretty_name']}", ""]
+    out += [
+        "Execution-verified reasoning data built with the CodeI/O method (raw code → unified "
+        "functions → I/O pairs → prediction tasks → model answers verified by running the code), "
+        "published shard by shard by codeio-dagster.",
+        "",
+        "## Configs",
+        "",
+        "| config | rows | content |",
+        "|---|---|---|",
+    ]
+    for name in configs:
+        rows = sum(rec["rows"].get(name, 0) for rec in shards.values())
+        out.append(f"| `{name}` | {rows} | {_DESCRIPTIONS.get(name, '')} |")
+    out += ["", "## How to load", "", "```python", "from datasets import load_dataset", ""]
+    for name in configs:
+        out.append(f'{name} = load_dataset("{repo}", "{name}", split="train")')
+    out += [
+        "```",
+        "",
+        "Or download the Parquet files at a pinned revision: "
+        f"`codeio pull {repo} --config codeio_pp --revision <sha>`.",
+        "",
+        "## Funnel (all shards)",
+        "",
+    ]
+    totals = funnel_totals(index)
+    if totals:
+        out += ["| stage | count |", "|---|---|"]
+        out += [f"| {stage} | {count} |" for stage, count in totals.items()]
+    else:
+        out.append("_(no funnel recorded)_")
+    out += ["", "## Shards", "", "| shard | " + " | ".join(configs) + " | project version |"]
+    out.append("|---|" + "---|" * len(configs) + "---|")
+    for name, rec in shards.items():
+        counts = " | ".join(str(rec["rows"].get(c, 0)) for c in configs)
+        out.append(f"| `{name}` | {counts} | {rec['info'].get('project_version', '?')} |")
+    out += ["", "## Models and sampling", "", f"Project version: `{info.project_version}`.", ""]
+    if info.models:
+        out += ["| stage | model | sampling |", "|---|---|---|"]
+        for stage, model in info.models.items():
+            sampling = json.dumps(info.sampling.get(stage, {}), sort_keys=True)
+            out.append(f"| {stage} | `{model}` | `{sampling}` |")
+    else:
+        out.append("_(no models recorded)_")
+    out += ["", "## Prompt templates (sha256)", ""]
+    if info.prompt_template_hashes:
+        out += [f"- `{name}`: `{h}`" for name, h in sorted(info.prompt_template_hashes.items())]
+    else:
+        out.append("_(none recorded)_")
+    out += ["", "## Sample rows (`codeio_pp`)", "", sample_table(samples), ""]
+    return "\n".join(out)
