@@ -4,8 +4,8 @@ from codeio_dagster.publish.card import CardInfo
 from codeio_dagster.publish.resources import (
     HubPublisher,
     LocalFolderPublisher,
-    PublishError,
     PublisherResource,
+    PublishError,
     PublishResult,
 )
 from codeio_dagster.publish.settings import PublishSettings, publisher_from_settings

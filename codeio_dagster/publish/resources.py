@@ -209,11 +209,11 @@ class HubPublisher(PublisherResource):
                 return result.model_copy(update={"attempts": attempt})
             except Exception as exc:
                 last = redact(f"{type(exc).__name__}: {exc}", self.token)
-                if not _retryable(exc) or attempt == self.max_attempts:
+                if not _retryable(exc, last) or attempt == self.max_attempts:
                     raise PublishError(
                         f"publishing shard {shard!r} to dataset {self.repo_id} at "
                         f"{self.resolved_endpoint()} failed after {attempt} attempt(s); the repo "
-                        f"is left at its last good commit. Last error: {last}"
+                        f"is left at its last good commit. Last error: {last}{_hint(last)}"
                     ) from None
                 time.sleep(self.retry_base_seconds * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
@@ -261,9 +261,20 @@ class HubPublisher(PublisherResource):
         )
 
 
-def _retryable(exc: Exception) -> bool:
+def _hint(message: str) -> str:
+    if "xet-write-token" in message:
+        return (
+            ". This endpoint does not accept Xet uploads: start the process with "
+            "HF_HUB_DISABLE_XET=1 (huggingface_hub reads it at import)"
+        )
+    return ""
+
+
+def _retryable(exc: Exception, message: str) -> bool:
     from huggingface_hub.errors import HfHubHTTPError
 
+    if "xet-write-token" in message and "501" in message:
+        return False
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else 500
         return status >= 500 or status in _RETRY_STATUSES

@@ -570,6 +570,13 @@ class _Handler(BaseHTTPRequestHandler):
             commit = repo.commits.get(commit.parent) if commit.parent else None
         self._json(200, out)
 
+    def _xet_token(self, method, query, tp, repo_id) -> None:
+        self._error(
+            501,
+            "this test Hub does not speak Xet: set HF_HUB_DISABLE_XET=1 before huggingface_hub "
+            "is imported (or set huggingface_hub.constants.HF_HUB_DISABLE_XET = True)",
+        )
+
     def _whoami(self, method, query) -> None:
         if not self._authorised() or not self.headers.get("Authorization"):
             self._error(401, "Invalid credentials in Authorization header")
@@ -603,6 +610,7 @@ _ROUTES = [
     (re.compile(_REPO + r"/paths-info/(?P<rev>[^/]+)"), "POST", "paths_info"),
     (re.compile(_REPO + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?"), "GET", "tree"),
     (re.compile(_REPO + r"/refs"), "GET", "refs"),
+    (re.compile(_REPO + r"/xet-(?:read|write)-token(?:/.*)?"), "GET", "xet_token"),
     (re.compile(_REPO + r"/commits/(?P<rev>[^/]+)"), "GET", "commits"),
     (re.compile(_REPO + r"(?:/revision/(?P<rev>[^/]+))?"), "GET", "repo_info"),
     (

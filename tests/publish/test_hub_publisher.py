@@ -137,3 +137,13 @@ def test_planted_token_never_leaks(hub, make_tables, tmp_path, caplog, capsys):
     texts += [p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*") if p.is_file()]
     assert len(caplog.records) > 5 and len(texts) > 20
     assert not [t for t in texts if planted in t]
+
+
+def test_xet_against_a_server_without_xet_says_how_to_fix_it(hub, make_tables, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    publisher = _publisher(hub, max_attempts=3)
+    with pytest.raises(PublishError, match="after 1 attempt.*HF_HUB_DISABLE_XET=1"):
+        publisher.publish_partition("s1", make_tables("s1", 2), CardInfo())
+    assert [p for p in hub.files(REPO)] == [".gitattributes"]

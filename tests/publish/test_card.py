@@ -1,0 +1,73 @@
+"""The dataset card and stats index as pure functions."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+import yaml
+
+from codeio_dagster.publish.card import (
+    CardInfo,
+    CardStatic,
+    merge_stats,
+    render_card,
+    sample_table,
+    shard_stats,
+)
+from codeio_dagster.publish.resources import redact
+
+
+def _index(*records):
+    text = None
+    for rec in records:
+        text = json.dumps(merge_stats(text, rec))
+    return json.loads(text)
+
+
+def test_card_header_lists_configs_with_data_files_and_codeio_pp_default():
+    frame = pl.DataFrame({"prompt": ["p"], "turn_1": ["t"]})
+    index = _index(
+        shard_stats("a", {"codeio": frame, "codeio_pp": frame}, CardInfo(funnel={"raw": 4})),
+        shard_stats("b", {"codeio_pp": frame}, CardInfo(funnel={"raw": 6})),
+    )
+    card = render_card(
+        CardStatic(repo_id="o/d", license="mit", tags=["x"]), CardInfo(), index, frame
+    )
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["license"] == "mit" and "x" in header["tags"]
+    assert header["configs"] == [
+        {
+            "config_name": "codeio",
+            "data_files": [{"split": "train", "path": "data/codeio/*.parquet"}],
+        },
+        {
+            "config_name": "codeio_pp",
+            "default": True,
+            "data_files": [{"split": "train", "path": "data/codeio_pp/*.parquet"}],
+        },
+    ]
+    assert "| raw | 10 |" in card
+    assert 'load_dataset("o/d", "codeio_pp", split="train")' in card
+
+
+def test_republishing_a_shard_replaces_its_stats_record():
+    frame = pl.DataFrame({"prompt": ["p"] * 3})
+    index = _index(
+        shard_stats("a", {"codeio": frame}, CardInfo(funnel={"raw": 4})),
+        shard_stats("a", {"codeio": frame.head(1)}, CardInfo(funnel={"raw": 1})),
+    )
+    assert list(index["shards"]) == ["a"] and index["shards"]["a"]["rows"] == {"codeio": 1}
+    with pytest.raises(ValueError, match="no 'shards' mapping"):
+        merge_stats('{"other": 1}', shard_stats("a", {}, CardInfo()))
+
+
+def test_sample_table_shortens_and_escapes_cells():
+    frame = pl.DataFrame({"prompt": ["a|b\n" + "x" * 500], "turn_1": [None]})
+    table = sample_table(frame)
+    assert "a\\|b" in table and "…" in table and len(table.splitlines()[2]) < 200
+
+
+def test_redact_hides_the_token_and_token_shaped_strings():
+    assert redact("Bearer hf_abcdefghijklmnop and s3cret", "s3cret") == "Bearer hf_*** and ***"

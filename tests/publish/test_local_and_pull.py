@@ -1,0 +1,86 @@
+"""The local-folder publisher, the `codeio pull` command and the settings that pick a publisher."""
+
+from __future__ import annotations
+
+import os
+
+import polars as pl
+import pytest
+from pydantic import ValidationError
+
+from codeio_dagster.cli import main as codeio_main
+from codeio_dagster.publish import (
+    CardInfo,
+    HubPublisher,
+    LocalFolderPublisher,
+    PublishSettings,
+    publisher_from_settings,
+)
+
+
+def test_local_folder_loads_with_datasets(make_tables, tmp_path):
+    import datasets
+
+    folder = tmp_path / "published"
+    publisher = LocalFolderPublisher(path=str(folder))
+    first, second = make_tables("a", 3), make_tables("b", 2)
+    publisher.publish_partition("a", first, CardInfo(funnel={"samples": 3}))
+    publisher.publish_partition("b", second, CardInfo(funnel={"samples": 2}))
+
+    ds = datasets.load_dataset(
+        str(folder), "codeio_pp", split="train", cache_dir=str(tmp_path / "c")
+    )
+    got = pl.from_arrow(ds.data.table).sort("id")
+    want = pl.concat([first["codeio_pp"], second["codeio_pp"]]).sort("id")
+    assert got.to_dicts() == want.to_dicts()
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet")) == [
+        f"data/{c}/{s}.parquet" for c in ("codeio", "codeio_pp", "unified") for s in ("a", "b")
+    ]
+    readme = (folder / "README.md").read_text()
+    assert "| samples | 5 |" in readme and "`a`" in readme and "`b`" in readme
+    assert not list(folder.rglob("*.tmp"))
+
+
+def test_bad_shard_and_table_inputs_are_named(tmp_path, make_tables):
+    publisher = LocalFolderPublisher(path=str(tmp_path))
+    with pytest.raises(ValueError, match=r"shard key '\.\./x'"):
+        publisher.publish_partition("../x", make_tables("x", 1), CardInfo())
+    with pytest.raises(TypeError, match="table 'codeio' must be a polars DataFrame"):
+        publisher.publish_partition("x", {"codeio": [1, 2]}, CardInfo())
+
+
+def test_pull_downloads_a_pinned_revision(hub, make_tables, tmp_path, capsys):
+    publisher = HubPublisher(repo_id="o/d", endpoint=hub.url, token=os.environ["HF_TOKEN"])
+    first = publisher.publish_partition("s1", make_tables("s1", 3), CardInfo())
+    publisher.publish_partition("s2", make_tables("s2", 2), CardInfo())
+
+    out = tmp_path / "pinned"
+    args = ["pull", "o/d", "--config", "codeio_pp", "--revision", first.revision, "--out", str(out)]
+    assert codeio_main(args) == 0
+    assert f"revision: {first.revision}" in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == [
+        "data/codeio_pp/s1.parquet"
+    ]
+    assert pl.read_parquet(out / "data/codeio_pp/s1.parquet").height == 2
+
+    latest = tmp_path / "latest"
+    assert codeio_main(["pull", "o/d", "--out", str(latest)]) == 0  # endpoint from HF_ENDPOINT
+    printed = capsys.readouterr().out
+    assert f"revision: {hub.state.head('dataset', 'o/d')}" in printed
+    assert len(list(latest.rglob("*.parquet"))) == 6
+
+    assert codeio_main(["pull", "o/d", "--config", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "configs present: ['codeio', 'codeio_pp', 'unified']" in capsys.readouterr().err
+
+
+def test_settings_validate_and_pick_the_publisher(tmp_path):
+    with pytest.raises(ValidationError, match="must look like 'owner/name'"):
+        PublishSettings(target="hub", repo_id="no-slash")
+    with pytest.raises(ValidationError, match="repo_id is not set"):
+        PublishSettings(target="hub")
+    with pytest.raises(ValidationError, match="extra"):
+        PublishSettings(token="hf_x")
+    local = publisher_from_settings(PublishSettings(local_dir="out"), base_dir=str(tmp_path))
+    assert isinstance(local, LocalFolderPublisher) and local.path == f"{tmp_path}/out"
+    hub = publisher_from_settings(PublishSettings(target="hub", repo_id="o/d", license="mit"))
+    assert isinstance(hub, HubPublisher) and hub.repo_id == "o/d" and hub.license == "mit"
