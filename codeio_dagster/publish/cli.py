@@ -47,9 +47,9 @@ def pull(
     wanted = [f for f in available if fnmatch.fnmatch(f, pattern)]
     if not wanted:
         configs = sorted({f.split("/")[1] for f in available if f.startswith("data/")})
-        what = f"config {config!r}" if config else "any Parquet file"
+        what = f" for config {config!r}" if config else ""
         raise LookupError(
-            f"{repo_id}@{sha} has no files for {what}; configs present: {configs or 'none'}"
+            f"{repo_id}@{sha} has no Parquet files{what}; configs present: {configs or 'none'}"
         )
     if "README.md" in available:
         wanted.append("README.md")

@@ -15,6 +15,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +76,7 @@ class HubState:
         self.requests: list[tuple[str, str]] = []
         self.auth_headers_seen: set[str] = set()
         self._faults: dict[str, list[str]] = {}
+        self._hooks: dict[str, list[Callable[[], object]]] = {}
         self._counter = 0
 
     def fail_next(self, endpoint: str, times: int = 1, mode: str = "500") -> None:
@@ -84,11 +86,26 @@ class HubState:
         """
         if mode not in ("500", "drop"):
             raise ValueError(f"fault mode must be '500' or 'drop', got {mode!r}")
+        self._check_endpoint(endpoint)
+        with self.lock:
+            self._faults.setdefault(endpoint, []).extend([mode] * times)
+
+    def on_next(self, endpoint: str, action: Callable[[], object]) -> None:
+        """Run `action` (e.g. another client's commit) once, before the next `endpoint` request."""
+        self._check_endpoint(endpoint)
+        with self.lock:
+            self._hooks.setdefault(endpoint, []).append(action)
+
+    def take_hook(self, endpoint: str) -> Callable[[], object] | None:
+        with self.lock:
+            queue = self._hooks.get(endpoint)
+            return queue.pop(0) if queue else None
+
+    @staticmethod
+    def _check_endpoint(endpoint: str) -> None:
         names = [name for _, _, name in _ROUTES]
         if endpoint not in names:
             raise ValueError(f"unknown endpoint {endpoint!r}; one of {names}")
-        with self.lock:
-            self._faults.setdefault(endpoint, []).extend([mode] * times)
 
     def take_fault(self, endpoint: str) -> str | None:
         with self.lock:
@@ -232,6 +249,9 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             match = pattern.fullmatch(path)
             if match:
+                hook = self.state.take_hook(name)
+                if hook is not None:
+                    hook()
                 fault = self.state.take_fault(name)
                 if fault == "drop":
                     self._body()
@@ -689,3 +709,36 @@ class HubTestServer:
 
     def glob(self, repo_id: str, pattern: str, revision: str = "main") -> list[str]:
         return sorted(p for p in self.files(repo_id, revision) if fnmatch.fnmatch(p, pattern))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until interrupted: `python -m codeio_dagster.publish.testing_hub --port 8080`."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--require-token-env",
+        metavar="VAR",
+        help="accept writes only with the token held in this environment variable",
+    )
+    args = parser.parse_args(argv)
+    token = os.environ.get(args.require_token_env) if args.require_token_env else None
+    server = HubTestServer(token=token, port=args.port).start()
+    print(
+        f"test Hub listening on {server.url} (in memory; clients need HF_HUB_DISABLE_XET=1)",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

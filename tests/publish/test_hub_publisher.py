@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import polars as pl
@@ -36,7 +37,24 @@ def _header(readme: str) -> dict:
     return yaml.safe_load(readme.split("---\n")[1])
 
 
-def test_two_shards_round_trip_through_snapshot_and_load_dataset(hub, make_tables, tmp_path):
+def _point_libraries_at(monkeypatch, url: str) -> None:
+    """Make `load_dataset(repo_id)` use the test Hub: both libraries read HF_ENDPOINT at import."""
+    import datasets.config
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", url)
+    monkeypatch.setattr(
+        datasets.config, "HUB_DATASETS_URL", url + "/datasets/{repo_id}/resolve/{revision}/{path}"
+    )
+
+
+def test_two_shards_round_trip_through_snapshot_and_load_dataset(
+    hub, make_tables, tmp_path, monkeypatch
+):
     import datasets
 
     publisher = _publisher(hub)
@@ -60,6 +78,11 @@ def test_two_shards_round_trip_through_snapshot_and_load_dataset(hub, make_table
         got = pl.from_arrow(ds.data.table).sort(ds.column_names[0])
         want = pl.concat([first[config], second[config]]).sort(ds.column_names[0])
         assert got.to_dicts() == want.to_dicts(), config
+
+    _point_libraries_at(monkeypatch, hub.url)
+    direct = datasets.load_dataset(REPO, "codeio_pp", split="train", cache_dir=str(tmp_path / "d"))
+    want = pl.concat([first["codeio_pp"], second["codeio_pp"]]).sort("id")
+    assert pl.from_arrow(direct.data.table).sort("id").to_dicts() == want.to_dicts()
 
     readme = (tmp_path / "snap" / "README.md").read_text()
     header = _header(readme)
@@ -147,3 +170,19 @@ def test_xet_against_a_server_without_xet_says_how_to_fix_it(hub, make_tables, m
     with pytest.raises(PublishError, match="after 1 attempt.*HF_HUB_DISABLE_XET=1"):
         publisher.publish_partition("s1", make_tables("s1", 2), CardInfo())
     assert [p for p in hub.files(REPO)] == [".gitattributes"]
+
+
+def test_a_concurrent_commit_is_detected_and_both_shards_end_up_in_the_card(hub, make_tables):
+    publisher = _publisher(hub)
+    publisher.publish_partition("s0", make_tables("s0", 2), CardInfo())
+    other = _publisher(hub)
+    # Another run commits shard s2 after this run read the stats index but before it commits.
+    hub.state.on_next(
+        "preupload", lambda: other.publish_partition("s2", make_tables("s2", 2), CardInfo())
+    )
+    result = publisher.publish_partition("s1", make_tables("s1", 2), CardInfo())
+    assert result.attempts == 2  # the first commit was refused: its parent was stale
+    stats = json.loads(hub.files(REPO)["stats/shards.json"])
+    assert sorted(stats["shards"]) == ["s0", "s1", "s2"]
+    readme = hub.files(REPO)["README.md"].decode()
+    assert all(f"`{s}`" in readme for s in ("s0", "s1", "s2"))
