@@ -19,6 +19,7 @@ import struct
 import sys
 import time
 import traceback
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from values import canonical_json, json_stats  # noqa: E402
@@ -27,6 +28,7 @@ _HEADER = struct.Struct(">I")
 _MAX_FRAME = 64 * 1024 * 1024
 _PR_SET_DUMPABLE = 4
 _SELF_PATH = os.path.abspath(__file__)
+_JOB_MODULE = "__codeio_job__"
 
 
 class _CallTimeout(BaseException):
@@ -286,9 +288,13 @@ def _format_exc(exc):
 
 
 def _load(code):
-    namespace = {"__name__": "__codeio_job__", "__builtins__": __builtins__}
-    exec(compile(code, "<job>", "exec"), namespace)  # noqa: S102 - this is the sandbox
-    return namespace
+    # A real module in sys.modules: dataclasses, typing.get_type_hints and pickle look the
+    # defining module up there. Not "__main__", so `if __name__ == "__main__":` blocks stay idle.
+    module = types.ModuleType(_JOB_MODULE)
+    module.__file__ = "<job>"
+    sys.modules[_JOB_MODULE] = module
+    exec(compile(code, "<job>", "exec"), module.__dict__)  # noqa: S102 - this is the sandbox
+    return module.__dict__
 
 
 def _call(fn, args):
