@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,6 +126,8 @@ def funnel_totals(index: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _cell(value: Any, limit: int = 120) -> str:
+    if value is None:
+        return ""
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     text = " ".join(text.split())
     if len(text) > limit:
@@ -174,15 +177,14 @@ def render_card(
     out += ["", "## How to load", "", "```python", "from datasets import load_dataset", ""]
     for name in configs:
         out.append(f'{name} = load_dataset("{repo}", "{name}", split="train")')
-    out += [
-        "```",
-        "",
-        "Or download the Parquet files at a pinned revision: "
-        f"`codeio pull {repo} --config codeio_pp --revision <sha>`.",
-        "",
-        "## Funnel (all shards)",
-        "",
-    ]
+    out += ["```", ""]
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        out += [
+            "Or download the Parquet files at a pinned revision: "
+            f"`codeio pull {repo} --config codeio_pp --revision <sha>`.",
+            "",
+        ]
+    out += ["## Funnel (all shards)", ""]
     totals = funnel_totals(index)
     if totals:
         out += ["| stage | count |", "|---|---|"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from codeio_dagster.publish.resources import HubPublisher, LocalFolderPublisher, PublisherResource
@@ -51,7 +52,7 @@ class PublishSettings(BaseModel):
 
 
 def publisher_from_settings(
-    settings: PublishSettings, token: object = None, base_dir: str | None = None
+    settings: PublishSettings, token: str | dg.EnvVar | None = None, base_dir: str | None = None
 ) -> PublisherResource:
     """The publisher resource for the settings; pass `token=dg.EnvVar("HF_TOKEN")` for the Hub."""
     common = {

@@ -91,6 +91,7 @@ def test_two_shards_round_trip_through_snapshot_and_load_dataset(
     assert "`s0001`" in readme and "`s0002`" in readme
     assert "| samples | 7 |" in readme  # funnel totals add up over both shards
     assert "qwen2.5-coder-1.5b" in readme and "ab" * 32 in readme
+    assert f"codeio pull {REPO} --config codeio_pp" in readme
 
 
 def test_republishing_a_shard_replaces_its_files(hub, make_tables, tmp_path):

@@ -38,7 +38,7 @@ def test_local_folder_loads_with_datasets(make_tables, tmp_path):
     ]
     readme = (folder / "README.md").read_text()
     assert "| samples | 5 |" in readme and "`a`" in readme and "`b`" in readme
-    assert not list(folder.rglob("*.tmp"))
+    assert not list(folder.rglob("*.tmp")) and "codeio pull" not in readme
 
 
 def test_bad_shard_and_table_inputs_are_named(tmp_path, make_tables):
