@@ -1,0 +1,209 @@
+"""I/O-pair generation and input-prediction checks on hand-written functions, in real jails."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from codeio_dagster.sandbox import (
+    FunctionSpec,
+    InputCheck,
+    IOPairLimits,
+    check_input_predictions,
+    generate_io_pairs,
+)
+
+GOOD = """
+import random
+
+def main_solution(n, word):
+    return {"double": n * 2, "chars": sorted(set(word))}
+
+def input_generator():
+    return {"n": random.randint(0, 10**6), "word": random.choice(["abc", "hello", "zz"])}
+"""
+
+RANDOM_OUTPUT = """
+import random
+
+def main_solution(n):
+    return n + random.random()
+
+def input_generator():
+    return {"n": random.randint(0, 1000)}
+"""
+
+HASH_ORDER = """
+import random
+
+def main_solution(words):
+    return list(set(words))
+
+def input_generator():
+    return {"words": [random.choice("abcdefgh") * 3 for _ in range(6)]}
+"""
+
+TOO_LARGE = """
+import random
+
+def main_solution(n):
+    return list(range(n))
+
+def input_generator():
+    return {"n": random.randint(50, 500)}
+"""
+
+GENERATOR_RAISES = """
+def main_solution(n):
+    return n
+
+def input_generator():
+    raise RuntimeError("generator is broken")
+"""
+
+FEW_INPUTS = """
+import random
+
+def main_solution(flag):
+    return not flag
+
+def input_generator():
+    return {"flag": random.random() < 0.5}
+"""
+
+NONE_AND_ERRORS = """
+import random
+
+def main_solution(n):
+    if n % 3 == 0:
+        return None
+    if n % 3 == 1:
+        raise ValueError(n)
+    return n
+
+def input_generator():
+    return {"n": random.randint(0, 10**6)}
+"""
+
+NUMPY_GEN = """
+import numpy as np
+
+def main_solution(xs):
+    return float(np.sum(xs))
+
+def input_generator():
+    return {"xs": np.random.randint(0, 100, size=4).tolist()}
+"""
+
+
+@pytest.fixture(scope="module")
+def outcomes(executor):
+    functions = [
+        FunctionSpec(id="good", code=GOOD),
+        FunctionSpec(id="random_output", code=RANDOM_OUTPUT),
+        FunctionSpec(id="hash_order", code=HASH_ORDER),
+        FunctionSpec(id="too_large", code=TOO_LARGE),
+        FunctionSpec(id="generator_raises", code=GENERATOR_RAISES),
+        FunctionSpec(id="few_inputs", code=FEW_INPUTS),
+        FunctionSpec(id="none_and_errors", code=NONE_AND_ERRORS),
+        FunctionSpec(id="numpy_gen", code=NUMPY_GEN),
+        FunctionSpec(id="syntax_error", code="def main_solution(:\n"),
+    ]
+    limits = IOPairLimits(max_generator_calls=200, time_budget_s=20)
+    return {o.function_id: o for o in generate_io_pairs(executor, functions, limits, seed=3)}
+
+
+def test_good_function_gives_ten_small_distinct_pairs(outcomes):
+    good = outcomes["good"]
+    assert good.status == "ok" and len(good.pairs) == 10
+    inputs = [p.input for p in good.pairs]
+    assert len(set(inputs)) == 10
+    for pair in good.pairs:
+        value = json.loads(pair.input)
+        assert json.loads(pair.output)["double"] == 2 * value["n"]
+    assert good.counts["generator_calls"] >= 10
+    assert good.counts["dropped_nondeterministic"] == 0
+    assert good.conversions == []
+
+
+def test_random_output_is_dropped_as_nondeterministic(outcomes):
+    out = outcomes["random_output"]
+    assert out.status == "nondeterministic"
+    assert out.pairs == [] and out.counts["dropped_nondeterministic"] == 10
+
+
+def test_hash_seed_dependent_order_is_caught(outcomes):
+    out = outcomes["hash_order"]
+    assert out.counts["dropped_nondeterministic"] > 0
+
+
+def test_too_large_outputs_are_dropped(outcomes):
+    out = outcomes["too_large"]
+    assert out.status == "too_few_pairs"
+    assert out.counts["dropped_too_large_output"] > 0 and out.pairs == []
+
+
+def test_generator_that_raises(outcomes):
+    out = outcomes["generator_raises"]
+    assert out.status == "generator_error"
+    assert out.counts["generator_calls"] == out.counts["generator_errors"] == 200
+    assert "RuntimeError: generator is broken" in out.error
+
+
+def test_duplicate_inputs_are_dropped_and_two_pairs_suffice(outcomes):
+    out = outcomes["few_inputs"]
+    assert out.status == "ok" and len(out.pairs) == 2
+    assert out.counts["dropped_duplicate_input"] == 198
+
+
+def test_none_outputs_and_exceptions_are_counted(outcomes):
+    out = outcomes["none_and_errors"]
+    assert out.status == "ok"
+    assert out.counts["dropped_none_output"] > 0 and out.counts["dropped_exception"] > 0
+    assert all(json.loads(p.output) % 3 == 2 for p in out.pairs)
+
+
+def test_code_that_does_not_load(outcomes):
+    assert outcomes["syntax_error"].status == "code_error"
+    assert "SyntaxError" in outcomes["syntax_error"].error
+
+
+def test_seeding_is_reproducible_per_function_and_draw(executor, outcomes):
+    functions = [FunctionSpec(id="good", code=GOOD), FunctionSpec(id="numpy_gen", code=NUMPY_GEN)]
+    limits = IOPairLimits(max_generator_calls=200, time_budget_s=20)
+    again = {o.function_id: o for o in generate_io_pairs(executor, functions, limits, seed=3)}
+    for fid in ("good", "numpy_gen"):
+        assert again[fid].pairs == outcomes[fid].pairs
+    other = generate_io_pairs(executor, functions[:1], limits, seed=4)[0]
+    assert other.pairs != outcomes["good"].pairs
+
+
+def test_input_predictions_are_verified_by_running_the_code(executor):
+    code = "def main_solution(a, b):\n    return a * b\n"
+    loop = "def main_solution(x):\n    while True:\n        pass\n"
+    checks = [
+        InputCheck(id="right", code=code, predicted_input={"a": 3, "b": 4}, expected_output="12"),
+        InputCheck(id="other", code=code, predicted_input={"a": 2, "b": 6}, expected_output="12"),
+        InputCheck(
+            id="close", code=code, predicted_input={"a": 1.0, "b": 12.005}, expected_output="12"
+        ),
+        InputCheck(id="wrong", code=code, predicted_input={"a": 3, "b": 3}, expected_output="12"),
+        InputCheck(id="bad_key", code=code, predicted_input={"c": 1}, expected_output="12"),
+        InputCheck(id="not_obj", code=code, predicted_input=[3, 4], expected_output="12"),
+        InputCheck(id="loop", code=loop, predicted_input={"x": 1}, expected_output="1"),
+    ]
+    verdicts = {v.id: v for v in check_input_predictions(executor, checks)}
+    assert verdicts["right"].status == "correct" and verdicts["right"].actual_output == "12"
+    assert verdicts["other"].status == "correct"  # another feasible input is right too
+    assert verdicts["close"].status == "correct"  # 12.005 is within 1e-3 of 12
+    assert verdicts["wrong"].status == "wrong" and verdicts["wrong"].actual_output == "9"
+    assert verdicts["bad_key"].status == "exec_error" and "TypeError" in verdicts["bad_key"].error
+    assert verdicts["not_obj"].status == "exec_error" and "JSON object" in verdicts["not_obj"].error
+    assert verdicts["loop"].status == "timeout"
+
+
+def test_input_check_rejects_non_json_expected_output(executor):
+    bad = InputCheck(id="x", code="", predicted_input={}, expected_output="{oops")
+    with pytest.raises(ValueError, match="'x': expected_output is not JSON"):
+        check_input_predictions(executor, [bad])
