@@ -22,6 +22,15 @@ from codeio_dagster.models import (
     check_schema,
 )
 from codeio_dagster.partitions import shards
+from codeio_dagster.resources import CodeioResource
+
+
+def _stored(
+    context: dg.AssetCheckExecutionContext, codeio: CodeioResource, asset: str
+) -> pl.DataFrame:
+    # The partition just materialised, read where the IO manager stored it.
+    path = codeio.config.data_dir / "assets" / asset / f"{context.partition_key}.parquet"
+    return pl.read_parquet(path)
 
 
 def _schema_check(asset: str, model: type[BaseModel]) -> dg.AssetChecksDefinition:
@@ -29,10 +38,10 @@ def _schema_check(asset: str, model: type[BaseModel]) -> dg.AssetChecksDefinitio
         asset=asset,
         name="schema",
         partitions_def=shards,
-        additional_ins={"frame": dg.AssetIn(asset)},
         description=f"Columns and types match {model.__name__}.",
     )
-    def _check(frame: pl.DataFrame) -> dg.AssetCheckResult:
+    def _check(context, codeio: CodeioResource) -> dg.AssetCheckResult:
+        frame = _stored(context, codeio, asset)
         problems = check_schema(frame, model)
         return dg.AssetCheckResult(
             passed=not problems,
@@ -67,10 +76,10 @@ def build_checks(config: CodeioConfig) -> list[dg.AssetChecksDefinition]:
         @dg.asset_check(
             asset="raw_code",
             partitions_def=shards,
-            additional_ins={"frame": dg.AssetIn("raw_code")},
         )
-        def non_empty(frame: pl.DataFrame) -> dg.AssetCheckResult:
+        def non_empty(context, codeio: CodeioResource) -> dg.AssetCheckResult:
             """The shard holds at least one usable raw file."""
+            frame = _stored(context, codeio, "raw_code")
             usable = frame.filter(pl.col("status") == "ok").height
             return dg.AssetCheckResult(
                 passed=usable > 0, metadata={"usable_files": usable, "rows": frame.height}
@@ -79,10 +88,10 @@ def build_checks(config: CodeioConfig) -> list[dg.AssetChecksDefinition]:
         @dg.asset_check(
             asset="verdicts",
             partitions_def=shards,
-            additional_ins={"frame": dg.AssetIn("verdicts")},
         )
-        def pass_rate_floor(frame: pl.DataFrame) -> dg.AssetCheckResult:
+        def pass_rate_floor(context, codeio: CodeioResource) -> dg.AssetCheckResult:
             """First-answer pass rate is at least checks.min_pass_rate."""
+            frame = _stored(context, codeio, "verdicts")
             rate = frame.filter(pl.col("status") == "correct").height / max(frame.height, 1)
             return dg.AssetCheckResult(
                 passed=rate >= floor,
@@ -93,10 +102,10 @@ def build_checks(config: CodeioConfig) -> list[dg.AssetChecksDefinition]:
         @dg.asset_check(
             asset="prediction_tasks",
             partitions_def=shards,
-            additional_ins={"frame": dg.AssetIn("prediction_tasks")},
         )
-        def decontamination(frame: pl.DataFrame) -> dg.AssetCheckResult:
+        def decontamination(context, codeio: CodeioResource) -> dg.AssetCheckResult:
             """Share of tasks dropped for n-gram overlap with the configured benchmarks."""
+            frame = _stored(context, codeio, "prediction_tasks")
             hit = frame.filter(pl.col("status") == "contaminated").height
             rate = hit / max(frame.height, 1)
             return dg.AssetCheckResult(

@@ -91,7 +91,7 @@ def judge(
                 resp["task_id"],
                 code_by_function[task["function_id"]],
                 extraction.value,
-                task["expected"],
+                task["given"],  # for input prediction the given value is the output to reproduce
             )
             pending.append((resp, task, run))
             verdicts[resp["task_id"]] = verdict("wrong", answer)  # replaced below

@@ -115,7 +115,8 @@ class ScriptedLLM:
 
 
 @pytest.fixture
-def scripted_llm():
+def scripted_llm(monkeypatch):
+    monkeypatch.setenv("CODEIO_TEST_KEY", "test-key-not-secret")
     llm = ScriptedLLM()
     yield llm
     llm.close()
