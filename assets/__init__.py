@@ -7,18 +7,23 @@ import dagster as dg
 from codeio_dagster.config import CodeioConfig
 
 
-def build_assets(config: CodeioConfig) -> list[dg.AssetsDefinition]:
+def build_assets(config: CodeioConfig, config_path: str = "") -> list[dg.AssetsDefinition]:
     from codeio_dagster.assets.datasets import build_datasets
-    from codeio_dagster.assets.hub_publication import hub_publication
+    from codeio_dagster.assets.hub_publication import build_hub_publication
     from codeio_dagster.assets.io_pairs import io_pairs
     from codeio_dagster.assets.prediction_tasks import prediction_tasks
     from codeio_dagster.assets.raw_code import raw_code
     from codeio_dagster.assets.responses import build_revision_responses, responses
     from codeio_dagster.assets.unified_functions import unified_functions
     from codeio_dagster.assets.verdicts import build_verdicts
+    from codeio_dagster.card import card_info_provider
 
     turns = config.revision.turns
     graph = [raw_code, unified_functions, io_pairs, prediction_tasks, responses, build_verdicts(0)]
     for turn in range(1, turns + 1):
         graph += [build_revision_responses(turn), build_verdicts(turn)]
-    return graph + build_datasets(turns) + [hub_publication]
+    return (
+        graph
+        + build_datasets(turns)
+        + [build_hub_publication(provider=card_info_provider(config, config_path))]
+    )
