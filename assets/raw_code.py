@@ -1,3 +1,5 @@
+import json
+
 import dagster as dg
 import polars as pl
 
@@ -19,6 +21,16 @@ def raw_code(context: dg.AssetExecutionContext, codeio: CodeioResource) -> dg.Ou
             counters,
             sample=frame.filter(pl.col("status") != "ok"),
             sample_columns=["path", "status", "size_bytes"],
-            extra={"sources": sorted(set(frame.get_column("source").to_list()))},
+            extra={
+                "sources": sorted(set(frame.get_column("source").to_list())),
+                # Pinned revisions of Hub sources, so a shard can be traced to exact bytes.
+                "source_revisions": sorted(
+                    {
+                        f"{o['repo_id']}@{o['revision']}"
+                        for o in map(json.loads, frame.get_column("origin").to_list())
+                        if "revision" in o and "repo_id" in o
+                    }
+                ),
+            },
         ),
     )
