@@ -8,6 +8,9 @@ Decisions (documented here, relied on by the dataset card):
   when a task has no reply or no verdict yet).
 - `messages` is the conversation exactly as the model received it (the JSON `messages` of the
   ResponseRecord of the last turn used) plus that turn's reply as the assistant message.
+  `prompt` is the last user message the model received at turn 0 (the task prompt as sent);
+  in a revised row `prompt`, `turn_1` and `feedback_1` are read from the turn-1 conversation
+  (its last three messages), so the row shows exactly what the model saw.
 - CodeI/O (`assemble_codeio`): every usable turn-0 answer, right or wrong; `feedback_1` is the
   verdict's feedback (null when correct); the turn-2 columns are null.
 - CodeI/O++ (`assemble_codeio_pp`): a turn-0 answer that is correct stands alone. Any other
@@ -30,73 +33,48 @@ from codeio_dagster.models import ChatMessage, DatasetRow, polars_schema
 DATASET_SCHEMA = polars_schema(DatasetRow)
 _MESSAGES = pl.List(pl.Struct(polars_schema(ChatMessage)))
 
+# Memory: polars builds a hash table of the right side of each join and streams the left. The
+# wide text columns (replies, conversations) therefore only ever sit on the left, and the right
+# sides are narrow (ids, statuses, feedback). The prompt is read from the conversation the model
+# received rather than joined in from the tasks table, for the same reason.
 
-def _tasks(tasks: pl.LazyFrame) -> pl.LazyFrame:
-    return tasks.filter(pl.col("status") == "ok").select(
-        "task_id", "function_id", "shard", "kind", "prompt"
-    )
+
+def _task_meta(tasks: pl.LazyFrame) -> pl.LazyFrame:
+    return tasks.filter(pl.col("status") == "ok").select("task_id", "function_id")
 
 
-def _turn(responses: pl.LazyFrame, verdicts: pl.LazyFrame, k: int) -> pl.LazyFrame:
-    """One turn's reply and verdict per task, columns suffixed with the turn number."""
-    r = responses.filter(pl.col("turn") == k).select(
+def _replies(responses: pl.LazyFrame, k: int) -> pl.LazyFrame:
+    """Usable replies of turn k (status ok) with the conversation they answered, decoded."""
+    return responses.filter((pl.col("turn") == k) & (pl.col("status") == "ok")).select(
         "task_id",
-        pl.col("status").alias(f"r{k}_status"),
-        pl.col("content").alias(f"r{k}_content"),
-        pl.col("messages").alias(f"r{k}_messages"),
-    )
-    v = verdicts.filter(pl.col("turn") == k).select(
-        "task_id",
-        pl.col("status").alias(f"v{k}_status"),
-        pl.col("feedback").alias(f"v{k}_feedback"),
-    )
-    return r.join(v, on="task_id", how="left", maintain_order="left")
-
-
-def _joined(tasks: pl.LazyFrame, responses, verdicts, turns: int) -> pl.LazyFrame:
-    frame = _tasks(tasks)
-    for k in range(turns):
-        frame = frame.join(
-            _turn(responses[k], verdicts[k], k), on="task_id", how="left", maintain_order="left"
-        )
-    return frame
-
-
-def _turn_reason(k: int, prefix: str) -> pl.Expr:
-    """Why turn k's reply is unusable, or null when it is usable."""
-    status = pl.col(f"r{k}_status")
-    missing = "dropped_revision_missing" if prefix else "dropped_no_response"
-    return (
-        pl.when(status.is_null())
-        .then(pl.lit(missing))
-        .when(status != "ok")
-        .then(pl.lit(f"dropped_{prefix}") + status)
-        .when(pl.col(f"v{k}_status").is_null())
-        .then(pl.lit(f"dropped_{prefix}no_verdict"))
-        .otherwise(pl.lit(None, dtype=pl.String))
+        "shard",
+        pl.col("content").alias("reply"),
+        pl.col("messages").str.json_decode(_MESSAGES).alias("sent"),
     )
 
 
-def _codeio_reason() -> pl.Expr:
-    return pl.coalesce(_turn_reason(0, ""), pl.lit("kept")).alias("reason")
+def _verdict(verdicts: pl.LazyFrame, k: int) -> pl.LazyFrame:
+    columns = [pl.col("status").alias(f"v{k}_status"), pl.col("feedback").alias(f"v{k}_feedback")]
+    if k == 0:
+        columns.append("kind")
+    return verdicts.filter(pl.col("turn") == k).select("task_id", *columns)
 
 
-def _codeio_pp_reason() -> pl.Expr:
-    return pl.coalesce(
-        _turn_reason(0, ""),
-        pl.when(pl.col("v0_status") == "correct").then(pl.lit("kept")),
-        _turn_reason(1, "revision_"),
-        pl.lit("kept"),
-    ).alias("reason")
+_UNUSABLE = ["truncated", "request_failed"]
 
 
-def _conversation(k: int) -> pl.Expr:
-    """Turn k's messages as sent, plus its reply as the assistant message."""
-    sent = pl.col(f"r{k}_messages").str.json_decode(_MESSAGES)
-    reply = pl.struct(
-        role=pl.lit("assistant", dtype=pl.String), content=pl.col(f"r{k}_content")
-    ).cast(_MESSAGES.inner)
-    return pl.concat_list(sent, reply)
+def _join(left: pl.LazyFrame, right: pl.LazyFrame, how: str = "inner") -> pl.LazyFrame:
+    return left.join(right, on="task_id", how=how, maintain_order="left")
+
+
+def _content(messages: pl.Expr, index: int) -> pl.Expr:
+    return messages.list.get(index, null_on_oob=True).struct.field("content")
+
+
+def _with_reply(sent: pl.Expr, reply: pl.Expr) -> pl.Expr:
+    """The conversation as sent plus the reply as the assistant message."""
+    message = pl.struct(role=pl.lit("assistant", dtype=pl.String), content=reply)
+    return pl.concat_list(sent, message.cast(_MESSAGES.inner))
 
 
 def _null() -> pl.Expr:
@@ -113,74 +91,119 @@ def _check_turns(responses: list[pl.LazyFrame], verdicts: list[pl.LazyFrame], ne
         raise ValueError(f"need frames for turns 0..{need - 1}, got {len(responses)}")
 
 
-def assemble_codeio(
-    tasks: pl.LazyFrame, responses0: pl.LazyFrame, verdicts0: pl.LazyFrame
-) -> pl.LazyFrame:
-    """CodeI/O: every usable turn-0 answer, right or wrong, in the DatasetRow layout."""
-    frame = _joined(tasks, [responses0], [verdicts0], 1).filter(_codeio_reason() == "kept")
-    return frame.select(
+def _first_turn_rows(tasks, responses0, verdicts0) -> pl.LazyFrame:
+    rows = _join(_replies(responses0, 0), _task_meta(tasks))
+    return _join(rows, _verdict(verdicts0, 0))
+
+
+def _codeio_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
+    return rows.select(
         "task_id",
         "function_id",
         "shard",
         "kind",
-        "prompt",
-        pl.col("r0_content").alias("turn_1"),
-        pl.when(pl.col("v0_status") == "correct")
-        .then(_null())
-        .otherwise(pl.col("v0_feedback"))
-        .alias("feedback_1"),
+        _content(pl.col("sent"), -1).alias("prompt"),
+        pl.col("reply").alias("turn_1"),
+        pl.when(pl.col("v0_status") != "correct").then(pl.col("v0_feedback")).alias("feedback_1"),
         _null().alias("turn_2"),
         _null().alias("feedback_2"),
         pl.col("v0_status").alias("verdict_1"),
         _null().alias("verdict_2"),
-        _conversation(0).alias("messages"),
+        _with_reply(pl.col("sent"), pl.col("reply")).alias("messages"),
     ).cast(dict(DATASET_SCHEMA))
+
+
+def assemble_codeio(
+    tasks: pl.LazyFrame, responses0: pl.LazyFrame, verdicts0: pl.LazyFrame
+) -> pl.LazyFrame:
+    """CodeI/O: every usable turn-0 answer, right or wrong, in the DatasetRow layout."""
+    return _codeio_rows(_first_turn_rows(tasks, responses0, verdicts0))
 
 
 def assemble_codeio_pp(
     tasks: pl.LazyFrame, responses: list[pl.LazyFrame], verdicts: list[pl.LazyFrame]
 ) -> pl.LazyFrame:
     """CodeI/O++: correct first answers alone, others with their first revision (see module
-    docstring for the exact rule)."""
+    docstring for the exact rule). Correct first answers come first, then revised ones."""
     _check_turns(responses, verdicts, 2)
-    frame = _joined(tasks, responses, verdicts, 2).filter(_codeio_pp_reason() == "kept")
-    first_right = pl.col("v0_status") == "correct"
-    revised = ~first_right
-    conversation1 = _conversation(1)
-    return frame.select(
+    first = _first_turn_rows(tasks, responses[0], verdicts[0]).filter(
+        pl.col("v0_status") == "correct"
+    )
+    # A revised row is built from the turn-1 reply alone: its conversation already holds the
+    # prompt, the first answer and the revision request exactly as sent.
+    usable_first = (
+        responses[0].filter((pl.col("turn") == 0) & (pl.col("status") == "ok")).select("task_id")
+    )
+    revised = _join(_replies(responses[1], 1), _task_meta(tasks))
+    revised = _join(revised, usable_first)
+    revised = _join(revised, _verdict(verdicts[0], 0).filter(pl.col("v0_status") != "correct"))
+    revised = _join(revised, _verdict(verdicts[1], 1))
+    revised_rows = revised.select(
         "task_id",
         "function_id",
         "shard",
         "kind",
-        "prompt",
-        pl.col("r0_content").alias("turn_1"),
-        pl.when(revised)
-        .then(pl.col("r1_messages").str.json_decode(_MESSAGES).list.last().struct.field("content"))
-        .alias("feedback_1"),
-        pl.when(revised).then(pl.col("r1_content")).alias("turn_2"),
-        pl.when(revised & (pl.col("v1_status") != "correct"))
-        .then(pl.col("v1_feedback"))
-        .alias("feedback_2"),
+        _content(pl.col("sent"), -3).alias("prompt"),
+        _content(pl.col("sent"), -2).alias("turn_1"),
+        _content(pl.col("sent"), -1).alias("feedback_1"),
+        pl.col("reply").alias("turn_2"),
+        pl.when(pl.col("v1_status") != "correct").then(pl.col("v1_feedback")).alias("feedback_2"),
         pl.col("v0_status").alias("verdict_1"),
-        pl.when(revised).then(pl.col("v1_status")).alias("verdict_2"),
-        pl.when(first_right).then(_conversation(0)).otherwise(conversation1).alias("messages"),
+        pl.col("v1_status").alias("verdict_2"),
+        _with_reply(pl.col("sent"), pl.col("reply")).alias("messages"),
     ).cast(dict(DATASET_SCHEMA))
+    return pl.concat([_codeio_rows(first), revised_rows], how="vertical")
+
+
+def _keys(responses: pl.LazyFrame, verdicts: pl.LazyFrame, k: int) -> pl.LazyFrame:
+    r = responses.filter(pl.col("turn") == k).select(
+        "task_id", pl.col("status").alias(f"r{k}_status")
+    )
+    v = verdicts.filter(pl.col("turn") == k).select(
+        "task_id", pl.col("status").alias(f"v{k}_status")
+    )
+    return _join(r, v, "left")
+
+
+def _turn_reason(k: int, prefix: str) -> pl.Expr:
+    """Why turn k's reply is unusable, or null when it is usable."""
+    status = pl.col(f"r{k}_status")
+    missing = "dropped_revision_missing" if prefix else "dropped_no_response"
+    return (
+        pl.when(status.is_null())
+        .then(pl.lit(missing))
+        .when(status != "ok")
+        .then(pl.lit(f"dropped_{prefix}") + status)
+        .when(pl.col(f"v{k}_status").is_null())
+        .then(pl.lit(f"dropped_{prefix}no_verdict"))
+        .otherwise(_null())
+    )
 
 
 def drop_counts(
     tasks: pl.LazyFrame, responses: list[pl.LazyFrame], verdicts: list[pl.LazyFrame]
 ) -> dict[str, dict[str, int]]:
-    """Rows kept and dropped (by reason) for each dataset: {"codeio": {...}, "codeio_pp": ...}.
-
-    Only status-ok tasks are counted (contaminated tasks are reported by the tasks stage).
-    """
+    """Rows kept and dropped (by reason) for each dataset: {"codeio": {...}, "codeio_pp": ...}
+    (codeio_pp only when a revision turn is given). Only status-ok tasks are counted; the
+    tasks stage reports contaminated ones."""
     _check_turns(responses, verdicts, 1)
-    out: dict[str, dict[str, int]] = {}
-    codeio = _joined(tasks, responses[:1], verdicts[:1], 1).select(_codeio_reason())
-    out["codeio"] = _count(codeio)
-    if len(responses) >= 2:
-        pp = _joined(tasks, responses[:2], verdicts[:2], 2).select(_codeio_pp_reason())
-        out["codeio_pp"] = _count(pp)
+    base = tasks.filter(pl.col("status") == "ok").select("task_id")
+    turns = min(len(responses), 2)
+    for k in range(turns):
+        base = _join(base, _keys(responses[k], verdicts[k], k), "left")
+    out = {
+        "codeio": _count(
+            base.select(pl.coalesce(_turn_reason(0, ""), pl.lit("kept")).alias("reason"))
+        )
+    }
+    if turns == 2:
+        pp = pl.coalesce(
+            _turn_reason(0, ""),
+            pl.when(pl.col("v0_status") == "correct").then(pl.lit("kept")),
+            _turn_reason(1, "revision_"),
+            pl.lit("kept"),
+        ).alias("reason")
+        out["codeio_pp"] = _count(base.select(pp))
     return out
 
 
