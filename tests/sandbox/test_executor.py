@@ -91,7 +91,7 @@ def test_dead_worker_is_replaced_and_its_job_reported(sandbox_settings):
     settings = sandbox_settings.model_copy(update={"workers": 1})
     with Executor(settings) as ex:
         ex.run([_job("warm", "    return 1")])
-        worker = ex._pools[settings.hash_seed][0]
+        worker = ex._pools[(settings.hash_seed, False)][0]
         proc = worker.proc
 
         def kill_soon() -> None:
