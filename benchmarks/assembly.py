@@ -6,7 +6,7 @@ them costs little memory); each size is then assembled in a fresh subprocess who
 is reported. Goal: cost linear in rows, peak memory under 2 GB at 3.5 M.
 
 Usage: .venv/bin/python benchmarks/assembly.py [--sizes 900000,1800000,3500000]
-       [--prompt-chars N] [--reply-chars N] [--keep DIR]
+       [--prompt-chars N] [--reply-chars N] [--rows-per-part N] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -158,29 +158,38 @@ def _verdicts(frame, turn, status) -> pl.DataFrame:
     )
 
 
-def child(folder: Path) -> None:
-    """Assemble both datasets from `folder`, print timings and this process's peak RSS."""
+def child(folder: Path, rows_per_part: int) -> None:
+    """Assemble both datasets from `folder` (in hash parts of about `rows_per_part` tasks, one
+    Parquet file each), print timings and this process's peak RSS."""
     from codeio_dagster.assembly import assemble_codeio, assemble_codeio_pp
 
     def scan(sub: str) -> pl.LazyFrame:
         return pl.scan_parquet(folder / sub / "*.parquet")
 
-    start = time.perf_counter()
-    assemble_codeio(scan("tasks"), scan("r0"), scan("v0")).sink_parquet(
-        folder / "codeio.parquet", row_group_size=ROW_GROUP
-    )
-    t_codeio = time.perf_counter() - start
-    start = time.perf_counter()
-    assemble_codeio_pp(
-        scan("tasks"), [scan("r0"), scan("r1")], [scan("v0"), scan("v1")]
-    ).sink_parquet(folder / "codeio_pp.parquet", row_group_size=ROW_GROUP)
-    t_pp = time.perf_counter() - start
+    n = scan("tasks").select(pl.len()).collect().item()
+    parts = max(1, -(-n // rows_per_part))
+    timings = {}
+    for name in ("codeio", "codeio_pp"):
+        (folder / name).mkdir()
+        start = time.perf_counter()
+        for i in range(parts):
+            if name == "codeio":
+                plan = assemble_codeio(scan("tasks"), scan("r0"), scan("v0"), part=(i, parts))
+            else:
+                plan = assemble_codeio_pp(
+                    scan("tasks"),
+                    [scan("r0"), scan("r1")],
+                    [scan("v0"), scan("v1")],
+                    part=(i, parts),
+                )
+            plan.sink_parquet(folder / name / f"part{i:03d}.parquet", row_group_size=ROW_GROUP)
+        timings[f"{name}_s"] = time.perf_counter() - start
     rows = {
-        name: pl.scan_parquet(folder / f"{name}.parquet").select(pl.len()).collect().item()
+        name: pl.scan_parquet(folder / name / "*.parquet").select(pl.len()).collect().item()
         for name in ("codeio", "codeio_pp")
     }
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"codeio_s": t_codeio, "codeio_pp_s": t_pp, "peak_mb": peak_mb, **rows}))
+    print(json.dumps({**timings, "peak_mb": peak_mb, "parts": parts, **rows}))
 
 
 def main() -> int:
@@ -189,10 +198,16 @@ def main() -> int:
     parser.add_argument("--prompt-chars", type=int, default=600)
     parser.add_argument("--reply-chars", type=int, default=800)
     parser.add_argument("--keep", type=Path, help="write inputs/outputs here and keep them")
+    parser.add_argument(
+        "--rows-per-part",
+        type=int,
+        default=450_000,
+        help="assemble in hash parts of about this many tasks (bounds join memory)",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.rows_per_part)
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -213,7 +228,14 @@ def main() -> int:
             gen_s = time.perf_counter() - t0
             input_mb = sum(p.stat().st_size for p in folder.rglob("*.parquet")) / 2**20
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(folder)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(folder),
+                    "--rows-per-part",
+                    str(args.rows_per_part),
+                ],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -225,7 +247,7 @@ def main() -> int:
                 f"n={n:>9,}  generate {gen_s:6.1f} s ({input_mb:,.0f} MB parquet)  "
                 f"codeio {r['codeio_s']:6.1f} s ({r['codeio']:,} rows)  "
                 f"codeio_pp {r['codeio_pp_s']:6.1f} s ({r['codeio_pp']:,} rows)  "
-                f"us/row {total / n * 1e6:6.2f}  peak RSS {r['peak_mb']:,.0f} MB",
+                f"parts {r['parts']}  us/row {total / n * 1e6:6.2f}  peak RSS {r['peak_mb']:,.0f} MB",
                 flush=True,
             )
             if not args.keep:

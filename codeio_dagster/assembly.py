@@ -22,6 +22,11 @@ Decisions (documented here, relied on by the dataset card):
   truncated the row is dropped (`dropped_revision_missing`, `dropped_revision_request_failed`,
   `dropped_revision_truncated`, `dropped_revision_no_verdict`): a wrong answer alone is not a
   CodeI/O++ sample.
+- Memory: the joins hold hash tables of the narrow sides (ids, statuses, feedback), which grow
+  with the row count (about 0.5-1 KB per task measured). For very large inputs pass
+  `part=(i, k)` and build the k parts one after another (e.g. one Parquet file each): each part
+  keeps only the tasks whose task_id hashes to bucket i, so memory is bounded by rows / k at
+  the price of reading the inputs k times. Per-shard partitions never need this.
 """
 
 from __future__ import annotations
@@ -81,6 +86,19 @@ def _null() -> pl.Expr:
     return pl.lit(None, dtype=pl.String)
 
 
+def _bucket(frame: pl.LazyFrame, part: tuple[int, int] | None) -> pl.LazyFrame:
+    if part is None:
+        return frame
+    return frame.filter(pl.col("task_id").hash(seed=0) % part[1] == part[0])
+
+
+def _check_part(part: tuple[int, int] | None) -> None:
+    if part is not None and not (
+        len(part) == 2 and isinstance(part[1], int) and part[1] >= 1 and 0 <= part[0] < part[1]
+    ):
+        raise ValueError(f"part must be (index, count) with 0 <= index < count, got {part!r}")
+
+
 def _check_turns(responses: list[pl.LazyFrame], verdicts: list[pl.LazyFrame], need: int) -> None:
     if len(responses) != len(verdicts):
         raise ValueError(
@@ -114,18 +132,32 @@ def _codeio_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def assemble_codeio(
-    tasks: pl.LazyFrame, responses0: pl.LazyFrame, verdicts0: pl.LazyFrame
+    tasks: pl.LazyFrame,
+    responses0: pl.LazyFrame,
+    verdicts0: pl.LazyFrame,
+    *,
+    part: tuple[int, int] | None = None,
 ) -> pl.LazyFrame:
     """CodeI/O: every usable turn-0 answer, right or wrong, in the DatasetRow layout."""
+    _check_part(part)
+    tasks, responses0, verdicts0 = (_bucket(f, part) for f in (tasks, responses0, verdicts0))
     return _codeio_rows(_first_turn_rows(tasks, responses0, verdicts0))
 
 
 def assemble_codeio_pp(
-    tasks: pl.LazyFrame, responses: list[pl.LazyFrame], verdicts: list[pl.LazyFrame]
+    tasks: pl.LazyFrame,
+    responses: list[pl.LazyFrame],
+    verdicts: list[pl.LazyFrame],
+    *,
+    part: tuple[int, int] | None = None,
 ) -> pl.LazyFrame:
     """CodeI/O++: correct first answers alone, others with their first revision (see module
     docstring for the exact rule). Correct first answers come first, then revised ones."""
     _check_turns(responses, verdicts, 2)
+    _check_part(part)
+    tasks = _bucket(tasks, part)
+    responses = [_bucket(f, part) for f in responses]
+    verdicts = [_bucket(f, part) for f in verdicts]
     first = _first_turn_rows(tasks, responses[0], verdicts[0]).filter(
         pl.col("v0_status") == "correct"
     )

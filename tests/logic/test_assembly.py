@@ -192,3 +192,19 @@ def test_empty_inputs_give_empty_frames_with_the_schema(frames):
         empty["t"], [r.head(0) for r in frames["r"]], [v.head(0) for v in frames["v"]]
     )
     assert pp.collect().schema == polars_schema(DatasetRow)
+
+
+def test_parts_partition_the_dataset_exactly(frames):
+    whole = assemble_codeio_pp(frames["tasks"], frames["r"], frames["v"]).collect()
+    parts = [
+        assemble_codeio_pp(frames["tasks"], frames["r"], frames["v"], part=(i, 3)).collect()
+        for i in range(3)
+    ]
+    assert sorted(pl.concat(parts)["task_id"].to_list()) == sorted(whole["task_id"].to_list())
+    codeio_parts = [
+        assemble_codeio(frames["tasks"], frames["r"][0], frames["v"][0], part=(i, 2)).collect()
+        for i in range(2)
+    ]
+    assert sum(p.height for p in codeio_parts) == 5
+    with pytest.raises(ValueError, match="0 <= index < count"):
+        assemble_codeio(frames["tasks"], frames["r"][0], frames["v"][0], part=(3, 3))
