@@ -27,6 +27,7 @@ from codeio_dagster.sandbox.jail import (
     build_config,
     locate_nsjail_binary,
     prepare_cgroups,
+    sweep_stale_cgroups,
 )
 from codeio_dagster.sandbox.runtime import runtime_is_current, runtime_python
 from codeio_dagster.sandbox.settings import SandboxSettings
@@ -264,6 +265,8 @@ class Executor:
         for pool in pools.values():
             for worker in pool:
                 worker.stop()
+        if self.cgroups.memory or self.cgroups.pids:
+            sweep_stale_cgroups()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

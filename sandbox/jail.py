@@ -9,6 +9,7 @@ of our own making and rlimits plus, where available, memory and pids cgroups.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -65,6 +66,21 @@ class CgroupSupport:
     reason: str = ""
 
 
+def sweep_stale_cgroups() -> None:
+    """Remove per-jail cgroups left by nsjail processes that were killed before cleaning up."""
+    for controller in ("memory", "pids"):
+        parent = CGROUP_V1_ROOT / controller / CGROUP_PARENT
+        try:
+            children = list(parent.glob(f"{CGROUP_PARENT}.*"))
+        except OSError:
+            continue
+        for child in children:
+            pid = child.name.rpartition(".")[2]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                with contextlib.suppress(OSError):
+                    child.rmdir()  # fails, harmlessly, while a task is still inside
+
+
 def prepare_cgroups(settings: SandboxSettings) -> CgroupSupport:
     """Create the v1 parent cgroups nsjail needs, or explain why cgroup limits are off."""
     if settings.cgroups == "off":
@@ -82,6 +98,7 @@ def prepare_cgroups(settings: SandboxSettings) -> CgroupSupport:
                 log.warning("cannot create %s: %s", mount / CGROUP_PARENT, exc)
                 ok = False
         found[controller] = ok
+    sweep_stale_cgroups()
     missing = [c for c, ok in found.items() if not ok]
     reason = (
         f"no cgroup v1 {'/'.join(missing)} controller under {CGROUP_V1_ROOT}" if missing else ""

@@ -104,6 +104,13 @@ def test_dead_worker_is_replaced_and_its_job_reported(sandbox_settings):
     assert victim.status == "killed" and "died" in victim.error
     assert after.status == "ok" and after.output == '"fine"'
     assert worker.starts == 2
+    # The killed nsjail could not remove its cgroups; closing the executor sweeps them.
+    for controller in ("memory", "pids"):
+        parent = Path("/sys/fs/cgroup") / controller / "NSJAIL"
+        leftovers = [
+            p.name for p in parent.glob("NSJAIL.*") if not Path(f"/proc/{p.name[7:]}").exists()
+        ]
+        assert leftovers == []
 
 
 def test_unsafe_mode_warns_every_time(sandbox_settings, capsys):
