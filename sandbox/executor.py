@@ -378,18 +378,44 @@ def _ask(worker: _Worker, req: dict[str, Any]) -> dict[str, Any]:
         }
 
 
+_STATUSES = set(Status.__args__)  # type: ignore[attr-defined]
+
+
+def _is_json_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _to_result(job_id: str, reply: dict[str, Any]) -> JobResult:
-    status = reply.get("status", "killed")
-    if status not in JobResult.model_fields["status"].annotation.__args__:  # type: ignore[union-attr]
-        status = "killed"
+    # The reply crossed a pipe the job could also write to: trust its shape only after checking.
+    status = reply.get("status")
+    error = reply.get("error")
+    error = None if error is None else str(error)[:4000]
+    output = reply.get("output") if status == "ok" else None
+    if status not in _STATUSES:
+        status, error = "invalid_output", f"malformed reply status {str(status)[:80]!r}"
+    elif status == "ok" and not _is_json_text(output):
+        status, output, error = "invalid_output", None, "reply output is not JSON text"
+    conversions = reply.get("conversions")
+    if not (isinstance(conversions, list) and all(isinstance(c, str) for c in conversions)):
+        conversions = []
+    try:
+        duration = float(reply.get("duration_ms", 0.0))
+    except (TypeError, ValueError):
+        duration = 0.0
     return JobResult(
         id=job_id,
         status=status,
-        output=reply.get("output") if status == "ok" else None,
-        error=reply.get("error"),
-        duration_ms=float(reply.get("duration_ms", 0.0)),
-        conversions=list(reply.get("conversions") or []),
-        stdout=str(reply.get("stdout") or ""),
+        output=output,
+        error=error,
+        duration_ms=duration,
+        conversions=conversions[:50],
+        stdout=str(reply.get("stdout") or "")[:8192],
     )
 
 

@@ -119,17 +119,31 @@ def _outcome(fn: FunctionSpec, reply: dict[str, Any]) -> IOPairOutcome:
     status = reply.get("status", "killed")
     if status != "ok":
         return IOPairOutcome(
-            function_id=fn.id, status=_DROP_FOR_REPLY.get(status, status), error=reply.get("error")
+            function_id=fn.id,
+            status=_DROP_FOR_REPLY.get(str(status), "invalid_output"),
+            error=None if reply.get("error") is None else str(reply.get("error"))[:4000],
         )
-    counts = {k: int(v) for k, v in reply.get("counts", {}).items()}
+    # Generated code shares the result pipe, so the reply's shape is checked, not assumed.
+    try:
+        counts = {str(k): int(v) for k, v in reply["counts"].items()}
+        pairs = [IOPair(input=i, output=o) for i, o in reply["pairs"]]
+        for pair in pairs:
+            if not isinstance(json.loads(pair.input), dict):
+                raise ValueError("pair input is not a JSON object")
+            json.loads(pair.output)
+        conversions = [str(c) for c in reply.get("conversions", [])]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return IOPairOutcome(
+            function_id=fn.id, status="invalid_output", error=f"malformed reply: {exc}"[:500]
+        )
     counts["dropped_nondeterministic"] = 0
     return IOPairOutcome(
         function_id=fn.id,
         status="ok",
-        pairs=[IOPair(input=i, output=o) for i, o in reply.get("pairs", [])],
+        pairs=pairs,
         counts=counts,
-        error=reply.get("error"),
-        conversions=list(reply.get("conversions", [])),
+        error=None if reply.get("error") is None else str(reply.get("error"))[:4000],
+        conversions=conversions,
     )
 
 

@@ -176,3 +176,35 @@ def test_cli_run_prints_one_json_object(tmp_path, sandbox_settings):
         check=False,
     )
     assert bad.returncode == 2 and "--input is not JSON" in bad.stderr
+
+
+FORGE = """
+import json, os
+
+def forge(reply):
+    data = json.dumps(reply).encode()
+    for fd in range(3, 64):
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+    os._exit(0)
+
+def f():
+    forge({"status": "ok", "output": "not json", "conversions": "x"})
+
+def main_solution(n):
+    return n
+
+def input_generator():
+    forge({"status": "ok", "pairs": [["1", "2"]], "counts": {}})
+"""
+
+
+def test_forged_replies_on_the_result_pipe_are_rejected(executor):
+    from codeio_dagster.sandbox import FunctionSpec, IOPairLimits, generate_io_pairs
+
+    (r,) = executor.run([Job(id="forge", code=FORGE, call="f")])
+    assert r.status == "invalid_output" and r.output is None
+    (o,) = generate_io_pairs(executor, [FunctionSpec(id="forge", code=FORGE)], IOPairLimits())
+    assert o.status == "invalid_output" and o.pairs == []
