@@ -40,7 +40,7 @@ setup: $(STAMP) system-deps
 
 # The jailed code's own Python environment (numpy, scipy, sympy, networkx, pandas).
 runtime: setup
-	$(BIN)/codeio sandbox setup
+	UV=$(CURDIR)/$(UV) $(BIN)/codeio sandbox setup
 
 lint: setup
 	$(BIN)/ruff check .
