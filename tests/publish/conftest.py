@@ -7,7 +7,7 @@ import pytest
 
 from codeio_dagster.publish.testing_hub import HubTestServer
 
-PLANTED = "hf_PLANTEDsecret0123456789abcdefXYZ"
+PLANTED = "hf_PLANTED-test-value-not-a-real-token"
 
 
 @pytest.fixture

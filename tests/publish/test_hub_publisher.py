@@ -132,7 +132,7 @@ def test_server_errors_are_retried_with_backoff(hub, make_tables):
 
 
 def test_wrong_token_fails_at_once_with_a_clear_message_without_the_token(hub, make_tables):
-    bad = "hf_WRONGtoken99999999999999"
+    bad = "hf_WRONG-test-value-not-a-real-token"
     publisher = HubPublisher(repo_id=REPO, endpoint=hub.url, token=bad, retry_base_seconds=0)
     with pytest.raises(PublishError) as err:
         publisher.publish_partition("s1", make_tables("s1", 2), CardInfo())
