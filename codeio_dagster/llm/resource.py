@@ -7,7 +7,6 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -16,7 +15,7 @@ from pydantic import Field, PrivateAttr
 from codeio_dagster.llm.cache import ResponseCache
 from codeio_dagster.llm.client import Endpoint, run_requests
 from codeio_dagster.llm.local_model import LocalModelServer
-from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LLMSettings, LocalModelSettings, Price
+from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LLMSettings
 from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
 
 
@@ -83,60 +82,12 @@ class LLMResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: LLMSettings, api_key: str | None = None) -> LLMResource:
         """A resource configured from validated LLMSettings."""
-        lm = settings.local_model
-        return cls(
-            base_url=settings.base_url,
-            api_key_env=settings.api_key_env,
-            api_key=api_key,
-            max_concurrency=settings.max_concurrency,
-            requests_per_minute=settings.requests_per_minute,
-            tokens_per_minute=settings.tokens_per_minute,
-            max_retries=settings.max_retries,
-            timeout_s=settings.timeout_s,
-            backoff_base_s=settings.backoff_base_s,
-            backoff_max_s=settings.backoff_max_s,
-            prices={
-                k: PriceConfig(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok)
-                for k, p in settings.prices.items()
-            },
-            use_cache=settings.use_cache,
-            cache_path=str(settings.cache_path) if settings.cache_path else None,
-            local_model=LocalModelConfig(
-                n_ctx=lm.n_ctx,
-                n_parallel=lm.n_parallel,
-                threads=lm.threads,
-                cache_dir=str(lm.cache_dir) if lm.cache_dir else None,
-                startup_timeout_s=lm.startup_timeout_s,
-            ),
-        )
+        # The Dagster config mirrors LLMSettings field for field, with paths as strings.
+        return cls(**settings.model_dump(mode="json"), api_key=api_key)
 
     def settings(self) -> LLMSettings:
         """The validated settings this resource runs with (the key is not part of them)."""
-        lm = self.local_model
-        return LLMSettings(
-            base_url=self.base_url,
-            api_key_env=self.api_key_env,
-            max_concurrency=self.max_concurrency,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            max_retries=self.max_retries,
-            timeout_s=self.timeout_s,
-            backoff_base_s=self.backoff_base_s,
-            backoff_max_s=self.backoff_max_s,
-            prices={
-                k: Price(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok)
-                for k, p in self.prices.items()
-            },
-            use_cache=self.use_cache,
-            cache_path=Path(self.cache_path) if self.cache_path else None,
-            local_model=LocalModelSettings(
-                n_ctx=lm.n_ctx,
-                n_parallel=lm.n_parallel,
-                threads=lm.threads,
-                cache_dir=Path(lm.cache_dir) if lm.cache_dir else None,
-                startup_timeout_s=lm.startup_timeout_s,
-            ),
-        )
+        return LLMSettings.model_validate(self.model_dump(exclude={"api_key"}))
 
     def _local_endpoint(self, settings: LLMSettings) -> Endpoint:
         with self._lock:

@@ -32,6 +32,13 @@ def _hint(fn: FunctionView, include_code: bool) -> str:
     return render(load_template("task_hint.md"), code=code, fence=fence_for(code))
 
 
+def _check_pair(pair: IOPairRecord) -> None:
+    kwargs = parse_json_field(pair.input, "pair input")
+    parse_json_field(pair.output, "pair output")
+    if not isinstance(kwargs, dict):
+        raise TaskBuildError("invalid_pair", f"pair input is not a JSON object: {pair.input:.80}")
+
+
 def _render_task(template: str, fn: FunctionView, given: str, include_code: bool) -> str:
     for field in ("problem_statement", "io_description"):
         if not (getattr(fn, field) or "").strip():
@@ -58,12 +65,7 @@ class OutputPrediction(TaskKind):
     def build_prompt(
         self, fn: FunctionView, pair: IOPairRecord, *, include_code: bool
     ) -> TaskPrompt:
-        kwargs = parse_json_field(pair.input, "pair input")
-        parse_json_field(pair.output, "pair output")
-        if not isinstance(kwargs, dict):
-            raise TaskBuildError(
-                "invalid_pair", f"pair input is not a JSON object: {pair.input:.80}"
-            )
+        _check_pair(pair)
         prompt = _render_task("output_prediction.md", fn, pair.input, include_code)
         return TaskPrompt(given=pair.input, expected=pair.output, prompt=prompt)
 
@@ -84,12 +86,7 @@ class InputPrediction(TaskKind):
     def build_prompt(
         self, fn: FunctionView, pair: IOPairRecord, *, include_code: bool
     ) -> TaskPrompt:
-        kwargs = parse_json_field(pair.input, "pair input")
-        parse_json_field(pair.output, "pair output")
-        if not isinstance(kwargs, dict):
-            raise TaskBuildError(
-                "invalid_pair", f"pair input is not a JSON object: {pair.input:.80}"
-            )
+        _check_pair(pair)
         prompt = _render_task("input_prediction.md", fn, pair.output, include_code)
         return TaskPrompt(given=pair.output, expected=pair.input, prompt=prompt)
 

@@ -294,3 +294,17 @@ def test_connection_refused_ends_in_request_failed(tmp_path):
     assert outcomes[0].attempts == 3
     assert "connection error" in outcomes[0].error
     assert stats.retries == 2
+
+
+def test_resource_round_trips_every_setting(tmp_path):
+    settings = LLMSettings(
+        base_url="http://127.0.0.1:9/v1",
+        max_concurrency=3,
+        requests_per_minute=60,
+        prices={"m": {"input_per_mtok": 0.5, "output_per_mtok": 1.5}},
+        cache_path=tmp_path / "c.sqlite",
+        local_model={"cache_dir": str(tmp_path / "models"), "n_parallel": 2},
+    )
+    llm = LLMResource.from_settings(settings, api_key="sk-test-key-0002")
+    assert llm.settings() == settings
+    assert "api_key" not in llm.settings().model_dump()
