@@ -232,12 +232,17 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return repo
 
-    def _revision_commit(self, repo: Repo, revision: str) -> Commit | None:
+    def _repo_commit(
+        self, type_plural: str, repo_id: str, revision: str
+    ) -> tuple[Repo, Commit] | None:
+        repo = self._repo(type_plural, repo_id)
+        if repo is None:
+            return None
         oid = _resolve(repo, revision)
         if oid is None:
             self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
             return None
-        return repo.commits[oid]
+        return repo, repo.commits[oid]
 
     def _dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)
@@ -312,12 +317,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _preupload(self, method, query, tp, repo_id, rev) -> None:
         payload = json.loads(self._body() or b"{}")
-        repo = self._repo(tp, repo_id)
-        if repo is None:
+        found = self._repo_commit(tp, repo_id, rev)
+        if found is None:
             return
-        commit = self._revision_commit(repo, rev)
-        if commit is None:
-            return
+        repo, commit = found
         files = []
         for item in payload.get("files", []):
             sample = base64.b64decode(item.get("sample", ""))
@@ -430,12 +433,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _repo_info(self, method, query, tp, repo_id, rev=None) -> None:
-        repo = self._repo(tp, repo_id)
-        if repo is None:
+        found = self._repo_commit(tp, repo_id, rev or "main")
+        if found is None:
             return
-        commit = self._revision_commit(repo, rev or "main")
-        if commit is None:
-            return
+        repo, commit = found
         siblings = [
             {"rfilename": path, "size": len(blob.content), "blobId": blob.git_oid}
             | (
@@ -491,12 +492,10 @@ class _Handler(BaseHTTPRequestHandler):
         return out
 
     def _tree(self, method, query, tp, repo_id, rev, path="") -> None:
-        repo = self._repo(tp, repo_id)
-        if repo is None:
+        found = self._repo_commit(tp, repo_id, rev)
+        if found is None:
             return
-        commit = self._revision_commit(repo, rev)
-        if commit is None:
-            return
+        repo, commit = found
         recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
         base = (path or "").strip("/")
         if base and base in commit.files:
@@ -510,12 +509,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _paths_info(self, method, query, tp, repo_id, rev) -> None:
         body = self._body()
-        repo = self._repo(tp, repo_id)
-        if repo is None:
+        found = self._repo_commit(tp, repo_id, rev)
+        if found is None:
             return
-        commit = self._revision_commit(repo, rev)
-        if commit is None:
-            return
+        repo, commit = found
         if self.headers.get("Content-Type", "").startswith("application/json"):
             paths = json.loads(body or b"{}").get("paths", [])
         else:
@@ -530,12 +527,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, out)
 
     def _resolve_file(self, method, query, tp, repo_id, rev, path) -> None:
-        repo = self._repo(tp, repo_id)
-        if repo is None:
+        found = self._repo_commit(tp, repo_id, rev)
+        if found is None:
             return
-        commit = self._revision_commit(repo, rev)
-        if commit is None:
-            return
+        repo, commit = found
         blob = commit.files.get(path)
         if blob is None:
             self._error(404, f"Entry not found: {path}", "EntryNotFound")
@@ -570,12 +565,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"branches": branches, "tags": [], "converts": []})
 
     def _commits(self, method, query, tp, repo_id, rev) -> None:
-        repo = self._repo(tp, repo_id)
-        if repo is None:
+        found = self._repo_commit(tp, repo_id, rev)
+        if found is None:
             return
-        commit = self._revision_commit(repo, rev)
-        if commit is None:
-            return
+        repo, commit = found
         out = []
         while commit is not None:
             out.append(
