@@ -141,18 +141,3 @@ def test_sensor_adds_a_shard_and_only_its_requests_reach_the_model(
     count = len(scripted_llm.requests)
     materialise(path, ["t-00000"], instance)
     assert len(scripted_llm.requests) == count
-
-
-def test_backfill_over_partitions_through_an_instance(tmp_path, scripted_llm, graph_files):
-    graph_files.write_corpus(tmp_path / "corpus", ["p", "q", "r"])
-    path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=1)
-    config = load_config(path)
-    landed = land_new_shards(config, Landing(config.data_dir / "landing"))
-    names = [s.name for s in landed]
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(shards.name, names)
-    materialise(path, names, instance)
-    for asset in ("raw_code", "verdicts_turn_1", "codeio_pp_dataset"):
-        done = instance.get_materialized_partitions(dg.AssetKey(asset))
-        assert done == set(names), asset
-    assert compute_funnel(tables(config, names), turns=1)["functions"] == 3
