@@ -34,7 +34,9 @@ def ask(
     requests = [
         ChatRequest(key=key, messages=messages, params=params) for key, messages in conversations
     ]
-    outcomes, stats = llm.complete_many(requests, progress=True, log=context.log)
+    outcomes, stats = llm.complete_many(
+        requests, progress=context.asset_key.to_user_string(), log=context.log
+    )
     records = [
         ResponseRecord(
             task_id=o.key,

@@ -27,7 +27,9 @@ def unified_functions(
         )
         for row in files.iter_rows(named=True)
     ]
-    outcomes, stats = llm.complete_many(requests, progress=True, log=context.log)
+    outcomes, stats = llm.complete_many(
+        requests, progress=context.asset_key.to_user_string(), log=context.log
+    )
     records = []
     for row, outcome in zip(files.iter_rows(named=True), outcomes, strict=True):
         function_id = hashlib.sha256(

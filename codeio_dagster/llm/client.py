@@ -271,7 +271,7 @@ async def run_requests(
     connect: Callable[[], Endpoint],
     default_model: str | None,
     cache: ResponseCache | None,
-    progress: bool = False,
+    progress: bool | str = False,
     log: Any = None,
 ) -> tuple[list[LLMOutcome], LLMStats]:
     """Complete `requests`; outcomes in input order, exactly one per request.
@@ -316,7 +316,11 @@ async def run_requests(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(requests), initial=len(requests) - sum(map(len, groups.values())))
+        bar = tqdm(
+            total=len(requests),
+            initial=len(requests) - sum(map(len, groups.values())),
+            desc=progress if isinstance(progress, str) else None,
+        )
 
     rpm = per_minute_bucket(settings.requests_per_minute)
     tpm = per_minute_bucket(settings.tokens_per_minute)

@@ -119,10 +119,13 @@ class LLMResource(dg.ConfigurableResource):
         self,
         requests: Sequence[ChatRequest],
         *,
-        progress: bool = False,
+        progress: bool | str = False,
         log: Any = None,
     ) -> tuple[list[LLMOutcome], LLMStats]:
-        """Complete all requests; outcomes in input order, exactly one per request."""
+        """Complete all requests; outcomes in input order, exactly one per request.
+
+        `progress` shows a bar on stderr, labelled with it when it is a string.
+        """
         requests = list(requests)
         settings = self.settings()
         if settings.base_url is None:
