@@ -8,13 +8,14 @@ import logging
 import math
 import os
 import re
-import select
+import selectors
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,8 @@ _HEADER = struct.Struct(">I")
 _START_TIMEOUT_S = 120.0
 # Slack the host grants beyond the fork-server's own limit before it declares the jail hung.
 _WATCHDOG_SLACK_S = 10.0
+# Requests written ahead to one jail: it starts the next job without waiting for the host.
+_WINDOW = 4
 
 UNSAFE_WARNING = (
     "!!! SANDBOX DISABLED: mode=unsafe_subprocess runs untrusted code as this user, with "
@@ -85,20 +88,32 @@ class WorkerDied(Exception):
 
 
 class _Worker:
-    """One jail (or, unsafe, one plain process) running the fork-server."""
+    """One jail (or, unsafe, one plain process) running the fork-server.
+
+    Driven by `_Batch`'s event loop: frames are queued in `out` and written without blocking,
+    replies parsed from `buf`; `inflight` holds the request indices sent and not yet answered,
+    in order, the first of them running.
+    """
 
     def __init__(self, executor: Executor, hash_seed: int, heavy: bool, index: int):
         self.executor = executor
         self.hash_seed = hash_seed
         self.heavy = heavy
+        self.key = (hash_seed, heavy)
         self.index = index
         self.proc: subprocess.Popen | None = None
         self.buf = bytearray()
+        self.out = bytearray()
+        self.inflight: deque[int] = deque()
+        self.awaiting_hello = False
+        # When the first in-flight request started running (as far as the host can tell).
+        self.head_since = 0.0
         self.starts = 0
         kind = "heavy" if heavy else "light"
         self.stderr_path = executor.scratch / f"worker-{hash_seed}-{kind}-{index}.log"
 
     def start(self) -> None:
+        """Launch the jail; its hello arrives later, through the event loop."""
         ex = self.executor
         settings = ex.settings
         self.starts += 1
@@ -128,12 +143,16 @@ class _Worker:
                 close_fds=True,
                 start_new_session=True,
             )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        os.set_blocking(self.proc.stdout.fileno(), False)
         self.buf = bytearray()
+        self.out = bytearray()
+        self.inflight.clear()
+        self.awaiting_hello = True
+        self.head_since = time.monotonic()
         preload = settings.preload + (settings.heavy_preload if self.heavy else [])
-        self._send({"workdir": workdir, "preload": preload})
-        hello = self._recv(_START_TIMEOUT_S)
-        if not hello.get("ready"):
-            raise WorkerDied(f"fork-server did not start: {hello}")
+        self.queue({"workdir": workdir, "preload": preload})
 
     def stop(self) -> None:
         proc = self.proc
@@ -170,46 +189,216 @@ class _Worker:
         except OSError:
             return ""
 
-    def request(self, req: dict[str, Any], wall_s: float) -> dict[str, Any]:
-        if self.proc is None or self.proc.poll() is not None:
-            self.kill()
-            self.start()
-        self._send(req)
-        return self._recv(wall_s + _WATCHDOG_SLACK_S)
+    def deadline(self, requests: Sequence[tuple[int | None, dict[str, Any]]]) -> float:
+        """When the host gives up on the jail: start-up, or the running job's limit plus slack."""
+        if self.awaiting_hello:
+            return self.head_since + _START_TIMEOUT_S
+        wall = float(requests[self.inflight[0]][1]["wall_timeout_s"])
+        return self.head_since + wall + _WATCHDOG_SLACK_S
 
-    def _send(self, obj: dict[str, Any]) -> None:
+    def queue(self, obj: dict[str, Any]) -> None:
         data = json.dumps(obj).encode("utf-8")
+        self.out += _HEADER.pack(len(data))
+        self.out += data
+
+    def flush(self) -> None:
+        """Write what the pipe takes now."""
         assert self.proc is not None and self.proc.stdin is not None
         try:
-            self.proc.stdin.write(_HEADER.pack(len(data)) + data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
+            while self.out:
+                written = os.write(self.proc.stdin.fileno(), self.out)
+                del self.out[:written]
+        except BlockingIOError:
+            pass
+        except OSError as exc:
             raise WorkerDied(f"jail stopped accepting jobs: {exc}") from None
 
-    def _recv(self, timeout_s: float) -> dict[str, Any]:
+    def read_frames(self) -> list[dict[str, Any]]:
+        """Every complete frame that has arrived; WorkerDied at end of file."""
         assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout_s
-        need = _HEADER.size
-        size = None
-        while True:
-            if size is None and len(self.buf) >= _HEADER.size:
-                (size,) = _HEADER.unpack(self.buf[: _HEADER.size])
-                need = _HEADER.size + size
-            if size is not None and len(self.buf) >= need:
-                body = bytes(self.buf[_HEADER.size : need])
-                del self.buf[:need]
-                return json.loads(body)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WorkerDied(f"no reply within {timeout_s:.1f} s", hung=True)
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                raise WorkerDied("jail exited")
-            self.buf += chunk
+        try:
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
+        except BlockingIOError:
+            return []
+        except OSError as exc:
+            raise WorkerDied(f"jail pipe failed: {exc}") from None
+        if not chunk:
+            raise WorkerDied("jail exited")
+        self.buf += chunk
+        frames = []
+        while len(self.buf) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self.buf)
+            end = _HEADER.size + size
+            if len(self.buf) < end:
+                break
+            body = bytes(self.buf[_HEADER.size : end])
+            del self.buf[:end]
+            try:
+                frames.append(json.loads(body))
+            except ValueError:
+                raise WorkerDied("jail sent a malformed frame") from None
+        return frames
+
+
+class _Batch:
+    """One `run_requests` call: a single-threaded event loop over the jails.
+
+    Each of the `worker_count()` slots runs one job at a time, in the light or the heavy jail
+    of the request's hash seed, so no more jobs execute at once than there are cores. Up to
+    `_WINDOW` requests are written ahead to a jail so that it never waits for the host between
+    jobs, and the host wakes once for several replies when it is slow to get a CPU.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        requests: Sequence[tuple[int | None, dict[str, Any]]],
+        progress: bool,
+        on_reply: Callable[[int, dict[str, Any]], None] | None,
+    ):
+        self.ex = executor
+        self.requests = requests
+        self.on_reply = on_reply
+        self.replies: list[dict[str, Any] | None] = [None] * len(requests)
+        self.left = len(requests)
+        self.pending: dict[tuple[int, bool], deque[int]] = {}
+        default_seed = executor.settings.hash_seed
+        for i, (seed, req) in enumerate(requests):
+            key = (default_seed if seed is None else seed, executor.is_heavy(req["code"]))
+            self.pending.setdefault(key, deque()).append(i)
+        self.slots: list[_Worker | None] = [None] * executor.settings.worker_count()
+        self.bar = _progress_bar(len(requests)) if progress else None
+        self.sel = selectors.DefaultSelector()
+
+    def run(self) -> list[dict[str, Any]]:
+        try:
+            while self.left:
+                for slot in range(len(self.slots)):
+                    self._feed(slot)
+                self._wait()
+        finally:
+            self.sel.close()
+            if self.bar is not None:
+                self.bar.close()
+        return [r if r is not None else {"status": "killed", "error": "lost"} for r in self.replies]
+
+    def _feed(self, slot: int) -> None:
+        worker = self.slots[slot]
+        if worker is None or not worker.inflight:
+            queued = [(q[0], key) for key, q in self.pending.items() if q]
+            if not queued:
+                return
+            if worker is None or not self.pending.get(worker.key):
+                # An idle slot switches to the kind of job that has waited longest.
+                worker = self.ex._pool(*min(queued)[1])[slot]
+                self.slots[slot] = worker
+            if worker.proc is None:
+                worker.start()
+            assert worker.proc is not None
+            if not _is_registered(self.sel, worker.proc.stdout):
+                self.sel.register(worker.proc.stdout, selectors.EVENT_READ, worker)
+        queue = self.pending.get(worker.key)
+        sent = False
+        while queue and len(worker.inflight) < _WINDOW:
+            i = queue.popleft()
+            worker.queue(self.requests[i][1])
+            if not worker.inflight and not worker.awaiting_hello:
+                worker.head_since = time.monotonic()
+            worker.inflight.append(i)
+            sent = True
+        if sent or worker.out:
+            try:
+                worker.flush()
+            except WorkerDied as exc:
+                self._fail(worker, exc)
+                return
+            self._watch_writes(worker)
+
+    def _watch_writes(self, worker: _Worker) -> None:
+        assert worker.proc is not None and worker.proc.stdin is not None
+        registered = _is_registered(self.sel, worker.proc.stdin)
+        if worker.out and not registered:
+            self.sel.register(worker.proc.stdin, selectors.EVENT_WRITE, worker)
+        elif not worker.out and registered:
+            self.sel.unregister(worker.proc.stdin)
+
+    def _wait(self) -> None:
+        busy = [w for w in self.slots if w is not None and w.proc is not None and w.inflight]
+        if not busy:
+            return
+        now = time.monotonic()
+        timeout = max(0.0, min(w.deadline(self.requests) for w in busy) - now)
+        for key, _ in self.sel.select(timeout):
+            worker: _Worker = key.data
+            if worker.proc is None:
+                continue  # killed earlier in this round
+            try:
+                if key.fileobj is worker.proc.stdin:
+                    worker.flush()
+                    self._watch_writes(worker)
+                else:
+                    for frame in worker.read_frames():
+                        self._on_frame(worker, frame)
+            except WorkerDied as exc:
+                self._fail(worker, exc)
+        now = time.monotonic()
+        for worker in busy:
+            if worker.proc is not None and worker.inflight and now > worker.deadline(self.requests):
+                waited = now - worker.head_since
+                self._fail(worker, WorkerDied(f"no reply within {waited:.1f} s", hung=True))
+
+    def _on_frame(self, worker: _Worker, frame: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if worker.awaiting_hello:
+            if not frame.get("ready"):
+                raise WorkerDied(f"fork-server did not start: {frame}")
+            worker.awaiting_hello = False
+        else:
+            if not worker.inflight:
+                raise WorkerDied("jail sent a reply nobody asked for")
+            self._finish(worker.inflight.popleft(), frame)
+        worker.head_since = now
+
+    def _fail(self, worker: _Worker, exc: WorkerDied) -> None:
+        detail = worker.tail_log()
+        if worker.proc is not None:
+            for stream in (worker.proc.stdin, worker.proc.stdout):
+                if _is_registered(self.sel, stream):
+                    self.sel.unregister(stream)
+        worker.kill()
+        if not worker.inflight:
+            return
+        msg = f"sandbox worker {'hung' if exc.hung else 'died'} during this job: {exc}"
+        if detail:
+            msg += f"; jail log: {detail}"
+        self._finish(
+            worker.inflight.popleft(),
+            {
+                "status": "timeout" if exc.hung else "killed",
+                "error": msg,
+                "duration_ms": (time.monotonic() - worker.head_since) * 1000.0,
+            },
+        )
+        # The others never started: they go back to the front of their queue, in order.
+        queue = self.pending.setdefault(worker.key, deque())
+        queue.extendleft(reversed(worker.inflight))
+        worker.inflight.clear()
+
+    def _finish(self, i: int, reply: dict[str, Any]) -> None:
+        self.replies[i] = reply
+        self.left -= 1
+        if self.on_reply is not None:
+            self.on_reply(i, reply)
+        if self.bar is not None:
+            self.bar.update(1)
+
+
+def _is_registered(sel: selectors.BaseSelector, fileobj: Any) -> bool:
+    try:
+        sel.get_key(fileobj)
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 class Executor:
@@ -219,6 +408,7 @@ class Executor:
         self.settings = settings or SandboxSettings()
         self._pools: dict[tuple[int, bool], list[_Worker]] = {}
         self._lock = threading.Lock()
+        self._run_lock = threading.Lock()
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.cgroups = CgroupSupport(False, False, "not prepared")
         self.nsjail: Path | None = None
@@ -325,64 +515,15 @@ class Executor:
         """Send raw fork-server requests, (hash_seed or None, request), and collect the replies."""
         if self._tmp is None:
             raise RuntimeError("Executor must be entered (`with Executor(settings) as ex:`) first")
-        replies: list[dict[str, Any] | None] = [None] * len(requests)
-        by_pool: dict[tuple[int, bool], list[int]] = {}
-        for i, (seed, req) in enumerate(requests):
-            key = (self.settings.hash_seed if seed is None else seed, self.is_heavy(req["code"]))
-            by_pool.setdefault(key, []).append(i)
-        bar = _progress_bar(len(requests)) if progress else None
-        lock = threading.Lock()
-        threads = []
-        for (seed, heavy), indices in by_pool.items():
-            queue = list(reversed(indices))
-            for worker in self._pool(seed, heavy)[: len(indices)]:
-
-                def loop(worker: _Worker = worker, queue: list[int] = queue) -> None:
-                    while True:
-                        with lock:
-                            if not queue:
-                                return
-                            i = queue.pop()
-                        req = requests[i][1]
-                        replies[i] = _ask(worker, req)
-                        if on_reply is not None:
-                            on_reply(i, replies[i])
-                        if bar is not None:
-                            with lock:
-                                bar.update(1)
-
-                threads.append(threading.Thread(target=loop, daemon=True))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if bar is not None:
-            bar.close()
-        return [r if r is not None else {"status": "killed", "error": "lost"} for r in replies]
+        # The jails hold one batch's pipelined requests at a time.
+        with self._run_lock:
+            return _Batch(self, requests, progress, on_reply).run()
 
 
 @functools.cache
 def _heavy_pattern(modules: tuple[str, ...]) -> re.Pattern[str]:
     names = "|".join(re.escape(m) for m in modules)
     return re.compile(rf"^\s*(?:import|from)\s+(?:{names})\b", re.MULTILINE)
-
-
-def _ask(worker: _Worker, req: dict[str, Any]) -> dict[str, Any]:
-    started = time.monotonic()
-    try:
-        return worker.request(req, float(req["wall_timeout_s"]))
-    except WorkerDied as exc:
-        detail = worker.tail_log()
-        worker.kill()
-        status = "timeout" if exc.hung else "killed"
-        msg = f"sandbox worker {'hung' if exc.hung else 'died'} during this job: {exc}"
-        if detail:
-            msg += f"; jail log: {detail}"
-        return {
-            "status": status,
-            "error": msg,
-            "duration_ms": (time.monotonic() - started) * 1000.0,
-        }
 
 
 _STATUSES = set(Status.__args__)  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ import ctypes
 import gc
 import hashlib
 import json
+import mmap
 import os
 import resource
 import select
@@ -25,6 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from values import canonical_json, json_stats  # noqa: E402
 
 _HEADER = struct.Struct(">I")
+_RESULT_HEAD = struct.Struct("=I")
+# Room for the reply's envelope (error text, captured stdout, JSON escaping) beyond the output.
+_ENVELOPE = 65536
 _MAX_FRAME = 64 * 1024 * 1024
 _PR_SET_DUMPABLE = 4
 _SELF_PATH = os.path.abspath(__file__)
@@ -94,6 +98,8 @@ class Server:
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.workdir = cfg["workdir"]
+        # Jobs inherit the working folder instead of each paying a chdir.
+        os.chdir(self.workdir)
         # As pid 1 of the jail's pid namespace, kill(-1) reaches every process a job could have
         # left behind and never the server; outside a jail (unsafe mode) it would hit the host
         # user's processes, so there only the job's process group is killed.
@@ -113,55 +119,36 @@ class Server:
 
     def run_job(self, req):
         limit = int(req["max_output_bytes"])
-        r_fd, w_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(r_fd)
-                _child(req, w_fd, self.proto_in, self.proto_out, self.workdir)
-            finally:
-                os._exit(70)
-        os.close(w_fd)
-        os.set_blocking(r_fd, False)
-        # The job's own exit ends the wait, not EOF on the pipe: a daemon it left behind keeps
-        # the pipe's write end open.
-        pidfd = os.pidfd_open(pid)
-        deadline = time.monotonic() + float(req["wall_timeout_s"])
-        data = bytearray()
-        status = None
-        exited = False
+        # The child leaves its reply in shared memory rather than a pipe, so the server sleeps
+        # once per job (until the child exits) instead of waking for data, then for the exit:
+        # on a busy machine every extra wake-up waits for a CPU. A fresh mapping per job, so no
+        # job can read what an earlier one left in it.
+        result = mmap.mmap(-1, _RESULT_HEAD.size + limit + _ENVELOPE)
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    status = "timeout"
-                    break
-                ready, _, _ = select.select([r_fd, pidfd], [], [], remaining)
-                if pidfd in ready:
-                    exited = True
-                eof = _drain(r_fd, data)
-                if len(data) > limit + 65536:
-                    status = "output_limit"
-                    break
-                if eof or exited:
-                    break
-        finally:
-            os.close(r_fd)
-            os.close(pidfd)
-        if status is not None:
-            _kill_quietly(pid)
-        wait_status = self.reap(pid)
-        self.cleanup(pid)
-        if status == "timeout":
-            return {"status": "timeout", "error": f"wall-clock limit of {req['wall_timeout_s']} s"}
-        if status == "output_limit":
-            return {"status": "output_limit", "error": f"result larger than {limit} bytes"}
-        if data:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    _child(req, result, self.proto_in, self.proto_out)
+                finally:
+                    os._exit(70)
+            pidfd = os.pidfd_open(pid)
             try:
-                return json.loads(bytes(data))
-            except ValueError:
-                return {"status": "invalid_output", "error": "child wrote a malformed result"}
-        return _status_from_wait(wait_status, req)
+                ready, _, _ = select.select([pidfd], [], [], float(req["wall_timeout_s"]))
+            finally:
+                os.close(pidfd)
+            if not ready:
+                _kill_quietly(pid)
+            wait_status = self.reap(pid)
+            # Only with everything the job started dead is what it left in `result` final.
+            self.cleanup(pid)
+            if not ready:
+                return {
+                    "status": "timeout",
+                    "error": f"wall-clock limit of {req['wall_timeout_s']} s",
+                }
+            return _read_result(result) or _status_from_wait(wait_status, req)
+        finally:
+            result.close()
 
     def reap(self, pid):
         try:
@@ -173,8 +160,14 @@ class Server:
     def cleanup(self, pid):
         if self.is_init:
             while True:
-                with contextlib.suppress(ProcessLookupError):
+                try:
                     os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    # Nothing left running: reap what already died without blocking, and stop.
+                    with contextlib.suppress(ChildProcessError):
+                        while os.waitpid(-1, os.WNOHANG)[0]:
+                            pass
+                    break
                 try:
                     os.waitpid(-1, 0)
                 except ChildProcessError:
@@ -185,18 +178,29 @@ class Server:
         _wipe(self.workdir)
 
 
-def _drain(fd, data):
-    """Read what is buffered in a non-blocking pipe; True at end of file."""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return False
-        if not chunk:
-            return True
-        data += chunk
-        if len(data) > 1 << 26:
-            return False
+def _read_result(result):
+    """The reply the child left in shared memory, or None if it left none."""
+    (size,) = _RESULT_HEAD.unpack(result[: _RESULT_HEAD.size])
+    if size == 0:
+        return None
+    reply = None
+    if size <= len(result) - _RESULT_HEAD.size:
+        with contextlib.suppress(ValueError):
+            reply = json.loads(result[_RESULT_HEAD.size : _RESULT_HEAD.size + size])
+    if not isinstance(reply, dict):
+        return {"status": "invalid_output", "error": "child wrote a malformed result"}
+    return reply
+
+
+def _send_result(result, reply):
+    # Body first, length last: a child killed half-way leaves no reply rather than half a one.
+    data = json.dumps(reply).encode("utf-8")
+    room = len(result) - _RESULT_HEAD.size
+    if len(data) > room:
+        error = f"result larger than {room - _ENVELOPE} bytes"
+        data = json.dumps({"status": "output_limit", "error": error}).encode("utf-8")
+    result[_RESULT_HEAD.size : _RESULT_HEAD.size + len(data)] = data
+    result[: _RESULT_HEAD.size] = _RESULT_HEAD.pack(len(data))
 
 
 def _kill_quietly(pid):
@@ -243,16 +247,13 @@ def _remove(path):
         pass
 
 
-def _child(req, result_fd, proto_in, proto_out, workdir):
+def _child(req, result, proto_in, proto_out):
     job_pid = os.getpid()
     os.setsid()
     os.close(proto_in)
     os.close(proto_out)
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
-    os.chdir(workdir)
+    # The server's fd 0 is /dev/null already; fd 2 is the jail's log, which jobs must not fill.
+    os.dup2(0, 2)
     mem = int(req["memory_mb"]) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     cpu = int(req["cpu_s"])
@@ -271,12 +272,7 @@ def _child(req, result_fd, proto_in, proto_out, workdir):
         # A process the job forked (fork bomb, daemon) must not write a second reply.
         os._exit(0)
     reply["stdout"] = "".join(out.parts)
-    data = json.dumps(reply).encode("utf-8")
-    view = memoryview(data)
-    while view:
-        n = os.write(result_fd, view)
-        view = view[n:]
-    os.close(result_fd)
+    _send_result(result, reply)
     os._exit(0)
 
 
