@@ -2,9 +2,16 @@
 
 The same jobs (trivial functions, a CRUXEval sample, a CodeI/O sample) run (a) each in a fresh
 interpreter process without any isolation, (b) through `Executor` with full nsjail isolation,
-and (c) all in one plain interpreter, to measure the per-job overhead over in-process calls.
-All three use the jail's runtime interpreter, and (a) and (b) the same number of parallel
-workers. Usage: `.venv/bin/python benchmarks/sandbox.py [--jobs 2000] [--workers 0]`.
+and (c) in plain long-lived interpreters, to measure the per-job overhead over in-process calls.
+All three use the jail's runtime interpreter and the same number of parallel workers (one per
+core by default), each worker taking the next job when it is free.
+
+Fairness on a shared machine: the jobs run in rounds, and every round runs (a), (b) and (c)
+back to back in a rotating order, so a change in the machine's load (other work runs here)
+falls on all three alike instead of on whichever ran first; the totals add the rounds up. The
+in-process interpreters import the modules the jails preload before timing starts, as the jails
+do at start-up (reported apart), and a fresh process by its nature cannot. Usage:
+`.venv/bin/python benchmarks/sandbox.py [--jobs 2000] [--workers 0] [--rounds 10]`.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from codeio_dagster.sandbox import Executor, Job, SandboxSettings
+from codeio_dagster.sandbox import Executor, Job, JobResult, SandboxSettings
 from codeio_dagster.sandbox.runtime import runtime_python
 
 FIXTURES = Path(
@@ -38,11 +46,17 @@ if __name__ == "__main__":
     print(json.dumps(result, default=str))
 """
 
+# One line in (a job), one line out (its seconds), until end of input.
 _IN_PROCESS = """
 import json, sys, time, types
-jobs = json.load(sys.stdin)
-times = []
-for job in jobs:
+for name in json.loads(sys.argv[1]):
+    try:
+        __import__(name)
+    except Exception:
+        pass
+print("ready", flush=True)
+for line in sys.stdin:
+    job = json.loads(line)
     start = time.perf_counter()
     module = types.ModuleType("job")
     sys.modules["job"] = module
@@ -54,8 +68,7 @@ for job in jobs:
         json.dumps(result, default=str)
     except Exception:
         pass
-    times.append(time.perf_counter() - start)
-print(json.dumps(times))
+    print(time.perf_counter() - start, flush=True)
 """
 
 
@@ -85,48 +98,94 @@ def build_jobs(n: int, rng: random.Random) -> tuple[list[Job], dict[str, int]]:
     return jobs, {"trivial": n - n_crux - n_codeio, "cruxeval": n_crux, "codeio": n_codeio}
 
 
-def fresh_process(
-    jobs: list[Job], python: Path, workers: int, timeout: float
-) -> tuple[float, list[float]]:
-    """Wall time (and per-job seconds) of running each job as `python script.py`, `workers` at once."""
-    with tempfile.TemporaryDirectory(prefix="codeio-bench-") as tmp:
-        scripts = []
+class FreshProcess:
+    """(a): each job as `python script.py INPUT`, `workers` at once, no isolation."""
+
+    def __init__(self, jobs: list[Job], python: Path, workers: int, timeout: float):
+        self.python, self.workers, self.timeout = python, workers, timeout
+        self._tmp = tempfile.TemporaryDirectory(prefix="codeio-bench-")
+        self.scripts = []
         for i, job in enumerate(jobs):
-            path = Path(tmp) / f"job{i}.py"
+            path = Path(self._tmp.name) / f"job{i}.py"
             path.write_text(_SCRIPT.format(code=job.code, call=job.call))
-            scripts.append((path, json.dumps(job.input)))
+            self.scripts.append((path, json.dumps(job.input)))
 
-        def run(item: tuple[Path, str]) -> float:
-            t0 = time.perf_counter()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                subprocess.run(
-                    [str(python), str(item[0]), item[1]],
-                    capture_output=True,
-                    timeout=timeout,
-                    check=False,
-                    cwd=tmp,
-                )
-            return time.perf_counter() - t0
+    def _one(self, i: int) -> float:
+        path, arg = self.scripts[i]
+        t0 = time.perf_counter()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                [str(self.python), str(path), arg],
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+                cwd=self._tmp.name,
+            )
+        return time.perf_counter() - t0
 
-        start = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:
-            per_job = list(pool.map(run, scripts))
-        return time.perf_counter() - start, per_job
+    def run(self, indices: list[int]) -> list[float]:
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(self._one, indices))
+
+    def close(self) -> None:
+        self._tmp.cleanup()
 
 
-def in_process(jobs: list[Job], python: Path) -> list[float]:
-    """Seconds per job when all run in one interpreter, one after another (no isolation)."""
-    payload = json.dumps([{"code": j.code, "call": j.call, "input": j.input} for j in jobs])
-    proc = subprocess.run(
-        [str(python), "-c", _IN_PROCESS], input=payload, capture_output=True, text=True, check=True
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class InProcess:
+    """(c): `workers` long-lived plain interpreters; each job is exec'd and called in one."""
+
+    def __init__(self, jobs: list[Job], python: Path, workers: int, preload: list[str]):
+        self.lines = [
+            json.dumps({"code": j.code, "call": j.call, "input": j.input}) + "\n" for j in jobs
+        ]
+        self.procs = [
+            subprocess.Popen(
+                [str(python), "-c", _IN_PROCESS, json.dumps(preload)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+            )
+            for _ in range(workers)
+        ]
+        for proc in self.procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    def run(self, indices: list[int]) -> list[float]:
+        times = [0.0] * len(indices)
+        queue = list(reversed(range(len(indices))))
+        lock = threading.Lock()
+
+        def serve(proc: subprocess.Popen) -> None:
+            assert proc.stdin is not None and proc.stdout is not None
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    k = queue.pop()
+                proc.stdin.write(self.lines[indices[k]])
+                proc.stdin.flush()
+                times[k] = float(proc.stdout.readline())
+
+        threads = [threading.Thread(target=serve, args=(p,)) for p in self.procs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return times
+
+    def close(self) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=0, help="0: one per core")
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -134,45 +193,77 @@ def main() -> int:
     workers = settings.worker_count()
     python = runtime_python(settings.resolved_runtime_dir())
     jobs, mix = build_jobs(args.jobs, random.Random(args.seed))
-    print(f"{len(jobs)} jobs {mix}, {workers} workers, interpreter {python}")
-
-    with Executor(settings) as ex:
-        # Jails live for a whole batch; their start-up (the heavy ones preload scipy, pandas,
-        # sympy and networkx) is reported apart from the steady-state throughput.
-        light = Job(id="warm", code="def f():\n    return 1\n", call="f")
-        heavy = Job(id="warm", code="import scipy\ndef f():\n    return 1\n", call="f")
-        start = time.perf_counter()
-        ex.run([light] * workers + [heavy] * workers)
-        print(f"jail start-up (light and heavy pools): {time.perf_counter() - start:.2f} s")
-        start = time.perf_counter()
-        results = ex.run(jobs)
-        executor_s = time.perf_counter() - start
-    statuses: dict[str, int] = {}
-    for r in results:
-        statuses[r.status] = statuses.get(r.status, 0) + 1
-
-    fresh_s, fresh_each = fresh_process(jobs, python, workers, settings.timeout_s)
-    inproc_each = in_process(jobs, python)
-    inproc_s = sum(inproc_each)
-
     n = len(jobs)
-    fresh_rate, exec_rate = n / fresh_s, n / executor_s
-    overhead_ms = (executor_s * workers - inproc_s) / n * 1000.0
+    print(f"{n} jobs {mix}, {workers} workers, {args.rounds} rounds, interpreter {python}")
+
+    fresh = FreshProcess(jobs, python, workers, settings.timeout_s)
+    start = time.perf_counter()
+    inproc = InProcess(jobs, python, workers, settings.preload + settings.heavy_preload)
+    print(f"in-process interpreters start-up (same preloads): {time.perf_counter() - start:.2f} s")
+    results: list[JobResult | None] = [None] * n
+    fresh_each, inproc_each = [0.0] * n, [0.0] * n
+    wall = {"fresh": 0.0, "executor": 0.0, "inproc": 0.0}
+    try:
+        with Executor(settings) as ex:
+            # Jails live for a whole batch; their start-up (the heavy ones preload scipy,
+            # pandas, sympy and networkx) is reported apart from the steady-state throughput.
+            light = Job(id="warm", code="def f():\n    return 1\n", call="f")
+            heavy = Job(id="warm", code="import scipy\ndef f():\n    return 1\n", call="f")
+            start = time.perf_counter()
+            ex.run([light] * workers + [heavy] * workers)
+            print(f"jail start-up (light and heavy jails): {time.perf_counter() - start:.2f} s")
+
+            def run_executor(idx: list[int]) -> None:
+                for i, r in zip(idx, ex.run([jobs[i] for i in idx]), strict=True):
+                    results[i] = r
+
+            def run_fresh(idx: list[int]) -> None:
+                for i, t in zip(idx, fresh.run(idx), strict=True):
+                    fresh_each[i] = t
+
+            def run_inproc(idx: list[int]) -> None:
+                for i, t in zip(idx, inproc.run(idx), strict=True):
+                    inproc_each[i] = t
+
+            modes = [("executor", run_executor), ("fresh", run_fresh), ("inproc", run_inproc)]
+            for r in range(args.rounds):
+                idx = list(range(r * n // args.rounds, (r + 1) * n // args.rounds))
+                for name, fn in modes[r % 3 :] + modes[: r % 3]:
+                    start = time.perf_counter()
+                    fn(idx)
+                    wall[name] += time.perf_counter() - start
+    finally:
+        fresh.close()
+        inproc.close()
+
+    done = [r for r in results if r is not None]
+    statuses: dict[str, int] = {}
+    for res in done:
+        statuses[res.status] = statuses.get(res.status, 0) + 1
+    fresh_rate, exec_rate, inproc_rate = (n / wall[k] for k in ("fresh", "executor", "inproc"))
+    overhead_ms = (wall["executor"] - wall["inproc"]) * workers / n * 1000.0
     print("mean ms per job (worker time)   fresh process   executor   in-process")
     for kind, prefix in (("trivial", "t"), ("cruxeval", "s"), ("codeio", "c")):
         idx = [i for i, j in enumerate(jobs) if j.id.startswith(prefix)]
         if idx:
             f = sum(fresh_each[i] for i in idx) / len(idx) * 1000
-            e = sum(results[i].duration_ms for i in idx) / len(idx)
+            e = sum(done[i].duration_ms for i in idx) / len(idx)
             p = sum(inproc_each[i] for i in idx) / len(idx) * 1000
             print(f"  {kind:<30}{f:14.2f}{e:11.2f}{p:13.2f}")
-    print(f"(a) fresh process per job, no isolation: {fresh_s:8.2f} s  {fresh_rate:8.1f} exec/s")
     print(
-        f"(b) executor, nsjail fork-server:        {executor_s:8.2f} s  {exec_rate:8.1f} exec/s"
+        f"(a) fresh process per job, no isolation: {wall['fresh']:8.2f} s  {fresh_rate:8.1f} exec/s"
+    )
+    print(
+        f"(b) executor, nsjail fork-server:        {wall['executor']:8.2f} s  {exec_rate:8.1f} exec/s"
         f"  statuses {statuses}"
     )
-    print(f"(c) in-process, one interpreter:         {inproc_s:8.2f} s  {n / inproc_s:8.1f} exec/s")
-    print(f"per-job overhead of (b) over (c): {overhead_ms:.2f} ms (worker time minus in-process)")
+    print(
+        f"(c) in-process, plain interpreters:      {wall['inproc']:8.2f} s  {inproc_rate:8.1f} exec/s"
+    )
+    print(
+        f"per-job overhead of (b) over (c): {overhead_ms:.2f} ms "
+        f"((wall b - wall c) x {workers} workers / {n} jobs)"
+    )
     print(f"ratio={exec_rate / fresh_rate:.1f}")
     return 0
 

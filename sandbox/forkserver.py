@@ -370,6 +370,11 @@ def _run_iopairs(req):
         "dropped_too_large_output": 0,
         "dropped_nonfinite": 0,
     }
+    if "numpy" in req["code"] and "numpy" not in sys.modules:
+        # Seeded per draw only if imported before the draws, even when the generator imports
+        # it lazily inside a function.
+        with contextlib.suppress(ImportError):
+            import numpy  # noqa: F401
     namespace = _load(req["code"])
     gen = namespace.get("input_generator")
     fn = namespace.get("main_solution")
