@@ -5,7 +5,7 @@ from codeio_dagster.decontam import NgramIndex, load_benchmark_texts
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import PredictionTaskRecord, to_frame
 from codeio_dagster.partitions import shards
-from codeio_dagster.plugins import tasks_registry
+from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.tasks import FunctionView
 
@@ -34,12 +34,10 @@ def prediction_tasks(
         row["function_id"]: row["pairs"]
         for row in functions.select("function_id", "pairs").iter_rows(named=True)
     }
-    registry = tasks_registry()
-    for module in config.tasks.plugin_modules:
-        registry.load_module(module)
+    kinds = task_kinds(config.tasks.kinds, config.tasks.plugin_modules)
     records: list[PredictionTaskRecord] = []
     for kind, per_function in config.tasks.kinds.items():
-        records += registry.get(kind)().make_tasks(
+        records += kinds[kind].make_tasks(
             views,
             pairs_by_function,
             per_function=per_function,

@@ -4,9 +4,9 @@ import polars as pl
 from codeio_dagster.assets.responses import responses_name, verdicts_name
 from codeio_dagster.metadata import stage_metadata, status_counts
 from codeio_dagster.partitions import shards
-from codeio_dagster.plugins import tasks_registry
+from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
-from codeio_dagster.sandbox import InputCheck, check_input_predictions, outputs_equal
+from codeio_dagster.sandbox import InputCheck, check_input_predictions
 from codeio_dagster.verify import InputRunResult, judge
 
 
@@ -28,11 +28,10 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
         prediction_tasks: pl.DataFrame,
         unified_functions: pl.DataFrame,
     ) -> dg.Output[pl.DataFrame]:
-        registry = tasks_registry()
-        for module in codeio.config.tasks.plugin_modules:
-            registry.load_module(module)
-        kinds = set(prediction_tasks.get_column("kind").unique().to_list())
-        answer_keys = {k: registry.get(k).answer_key for k in kinds}
+        kinds = task_kinds(
+            prediction_tasks.get_column("kind").unique().to_list(),
+            codeio.config.tasks.plugin_modules,
+        )
         code = dict(
             unified_functions.filter(pl.col("status") == "ok")
             .select("function_id", "reference_code")
@@ -58,9 +57,8 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
             frame = judge(
                 replies,
                 prediction_tasks,
-                answer_keys=answer_keys,
+                kinds=kinds,
                 code_by_function=code,
-                compare=outputs_equal,
                 run_inputs=run_inputs,
             )
         counts = status_counts(frame)

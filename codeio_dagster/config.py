@@ -166,9 +166,18 @@ def _resolve_paths(config: CodeioConfig, base: Path) -> CodeioConfig:
         if "path" in options and not Path(str(options["path"])).is_absolute():
             options["path"] = str(base / str(options["path"]))
         sources.append(source.model_copy(update={"options": options}))
+
+    def module(m: str) -> str:
+        # A dotted module name is looked up on sys.path; only file paths are relative to the file.
+        return str(absolute(Path(m))) if m.endswith(".py") else m
+
     return config.model_copy(
         update={
             "data_dir": absolute(config.data_dir),
+            "source_plugin_modules": [module(m) for m in config.source_plugin_modules],
+            "tasks": config.tasks.model_copy(
+                update={"plugin_modules": [module(m) for m in config.tasks.plugin_modules]}
+            ),
             "llm": config.llm.model_copy(
                 update={
                     "cache_path": absolute(config.llm.cache_path) if config.llm.cache_path else None

@@ -10,6 +10,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,11 @@ def tasks_registry() -> Registry:
     from codeio_dagster.tasks.base import TaskKind
 
     return Registry("codeio_dagster.tasks", TaskKind)
+
+
+def task_kinds(names: Iterable[str], plugin_modules: Sequence[str] = ()) -> dict[str, Any]:
+    """Instances of the named task kinds, after importing the configured plugin modules."""
+    registry = tasks_registry()
+    for module in plugin_modules:
+        registry.load_module(module)
+    return {name: registry.get(name)() for name in names}

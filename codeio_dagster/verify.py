@@ -1,15 +1,17 @@
-"""Judging replies: extract the answer, compare outputs, re-run predicted inputs, write feedback."""
+"""Judging replies: extract the answer, let its task kind check it (by execution where it asks),
+write feedback."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
 from codeio_dagster.answers import extract_answer, feedback_text
 from codeio_dagster.models import VerdictRecord, to_frame
+from codeio_dagster.tasks.base import TaskKind
 
 
 @dataclass(frozen=True)
@@ -30,96 +32,81 @@ class InputRunResult:
 
 
 RunInputs = Callable[[Sequence[InputRun]], list[InputRunResult]]
-Compare = Callable[[object, object], bool]
+
+# Sandbox statuses that carry a real output for the task kind to judge.
+_RAN = ("correct", "wrong")
 
 
 def judge(
     responses: pl.DataFrame,
     tasks: pl.DataFrame,
     *,
-    answer_keys: dict[str, str],
+    kinds: Mapping[str, TaskKind],
     code_by_function: dict[str, str],
-    compare: Compare,
     run_inputs: RunInputs,
 ) -> pl.DataFrame:
-    """One VerdictRecord per response; input predictions are verified by execution."""
+    """One VerdictRecord per response, judged by the task's kind; executions are batched."""
     task_rows = {row["task_id"]: row for row in tasks.iter_rows(named=True)}
     verdicts: dict[str, VerdictRecord] = {}
-    pending: list[tuple[dict, dict, InputRun]] = []
+    pending: list[tuple[dict, dict, InputRun, str]] = []
+
+    def verdict(resp, task, status, answer=None, actual=None, error=None) -> VerdictRecord:
+        return VerdictRecord(
+            task_id=resp["task_id"],
+            shard=resp["shard"],
+            turn=resp["turn"],
+            kind=task["kind"],
+            status=status,
+            answer=answer,
+            actual=actual,
+            feedback=None
+            if status == "correct"
+            else feedback_text(
+                status,
+                kind=task["kind"],
+                answer_json=answer,
+                expected_json=task["expected"],
+                actual_json=actual,
+                error=error,
+                key=kinds[task["kind"]].answer_key,
+            ),
+        )
+
     for resp in responses.iter_rows(named=True):
         task = task_rows[resp["task_id"]]
-        kind, key = task["kind"], answer_keys[task["kind"]]
-
-        def verdict(
-            status: str, answer=None, actual=None, error=None, *, resp=resp, task=task, kind=kind
-        ):
-            return VerdictRecord(
-                task_id=resp["task_id"],
-                shard=resp["shard"],
-                turn=resp["turn"],
-                kind=kind,
-                status=status,
-                answer=answer,
-                actual=actual,
-                feedback=None
-                if status == "correct"
-                else feedback_text(
-                    status,
-                    kind=kind,
-                    answer_json=answer,
-                    expected_json=task["expected"],
-                    actual_json=actual,
-                    error=error,
-                ),
-            )
-
+        kind = kinds[task["kind"]]
         if resp["status"] in ("request_failed", "truncated"):
-            verdicts[resp["task_id"]] = verdict(resp["status"], error=resp["error"])
+            verdicts[resp["task_id"]] = verdict(resp, task, resp["status"], error=resp["error"])
             continue
-        extraction = extract_answer(resp["content"], key)
+        extraction = extract_answer(resp["content"], kind.answer_key)
         if extraction.status != "ok":
-            verdicts[resp["task_id"]] = verdict(extraction.status, error=extraction.detail)
+            verdicts[resp["task_id"]] = verdict(
+                resp, task, extraction.status, error=extraction.detail
+            )
             continue
         answer = json.dumps(extraction.value, sort_keys=True, ensure_ascii=False)
-        if key == "input":
-            if not isinstance(extraction.value, dict):
-                verdicts[resp["task_id"]] = verdict(
-                    "missing_key", answer, error="the input must be a JSON object of arguments"
-                )
-                continue
+        check = kind.check_answer(extraction.value, task)
+        if check.status == "needs_execution":
+            # The sandbox compares with the task's given output by the CodeI/O rule; the kind
+            # still has the last word on what the actual output means.
             run = InputRun(
                 resp["task_id"],
                 code_by_function[task["function_id"]],
-                extraction.value,
-                task["given"],  # for input prediction the given value is the output to reproduce
+                check.run_input or {},
+                task["given"],
             )
-            pending.append((resp, task, run))
-            verdicts[resp["task_id"]] = verdict("wrong", answer)  # replaced below
+            pending.append((resp, task, run, answer))
         else:
-            ok = compare(extraction.value, json.loads(task["expected"]))
-            verdicts[resp["task_id"]] = verdict("correct" if ok else "wrong", answer)
-    if pending:
-        results = run_inputs([run for _, _, run in pending])
-        for (resp, task, run), result in zip(pending, results, strict=True):
-            answer = verdicts[run.task_id].answer
-            verdicts[run.task_id] = VerdictRecord(
-                task_id=run.task_id,
-                shard=resp["shard"],
-                turn=resp["turn"],
-                kind=task["kind"],
-                status=result.status,
-                answer=answer,
-                actual=result.actual_output,
-                feedback=None
-                if result.status == "correct"
-                else feedback_text(
-                    result.status,
-                    kind=task["kind"],
-                    answer_json=answer,
-                    expected_json=task["expected"],
-                    actual_json=result.actual_output,
-                    error=result.error,
-                ),
+            verdicts[resp["task_id"]] = verdict(
+                resp, task, check.status, answer, error=check.detail
             )
+    if pending:
+        results = run_inputs([run for _, _, run, _ in pending])
+        for (resp, task, run, answer), result in zip(pending, results, strict=True):
+            status, error = result.status, result.error
+            if status in _RAN and result.actual_output is not None:
+                check = kinds[task["kind"]].check_execution(json.loads(result.actual_output), task)
+                status, error = check.status, check.detail or error
+            verdicts[run.task_id] = verdict(resp, task, status, answer, result.actual_output, error)
     ordered = [verdicts[r] for r in responses.get_column("task_id").to_list()]
     return to_frame(ordered, VerdictRecord)
