@@ -3,6 +3,9 @@
 A file belongs to the first shard that saw its (source, path); new files go to new shards only,
 so adding raw code never changes, and never re-runs, an existing shard. Exact duplicates (same
 content hash) are kept as rows pointing at their first occurrence, for the funnel.
+
+A source that lists its units (files, tables) cheaply is read only where a unit is new or its
+stamp changed since it was last landed whole, so a tick that finds nothing new reads no file.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from codeio_dagster.sources.base import RawFile
+from codeio_dagster.sources.base import RawFile, Unit
 
 LANDING_SCHEMA = pl.Schema(
     {
@@ -32,6 +35,7 @@ LANDING_SCHEMA = pl.Schema(
 INDEX_SCHEMA = pl.Schema(
     {"source": pl.String(), "path": pl.String(), "file_id": pl.String(), "shard": pl.String()}
 )
+UNITS_SCHEMA = pl.Schema({"source": pl.String(), "key": pl.String(), "stamp": pl.String()})
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_]+")
 
 
@@ -104,6 +108,11 @@ def plan_shards(
     return shards
 
 
+def pending_units(listed: list[Unit], landed: dict[str, str]) -> list[Unit]:
+    """The listed units not landed whole at their current stamp, in listing order."""
+    return [unit for unit in listed if landed.get(unit.key) != unit.stamp]
+
+
 class Landing:
     """The landed shards on disk: one Parquet file per shard plus an index of (source, path)."""
 
@@ -118,6 +127,34 @@ class Landing:
         if not self.index_path.exists():
             return pl.DataFrame(schema=INDEX_SCHEMA)
         return pl.read_parquet(self.index_path)
+
+    @property
+    def units_path(self) -> Path:
+        return self.root / "_units.parquet"
+
+    def landed_units(self, source: str) -> dict[str, str]:
+        """Stamp by unit key of the units of `source` whose every file a shard holds."""
+        if not self.units_path.exists():
+            return {}
+        frame = pl.read_parquet(self.units_path).filter(pl.col("source") == source)
+        return dict(frame.select("key", "stamp").iter_rows())
+
+    def record_units(self, source: str, units: list[Unit]) -> None:
+        """Remember `units` as landed whole; written after the shards and index they rest on."""
+        if not units:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        added = pl.DataFrame(
+            {"source": source, "key": [u.key for u in units], "stamp": [u.stamp for u in units]},
+            schema=UNITS_SCHEMA,
+        )
+        known = (
+            pl.read_parquet(self.units_path)
+            if self.units_path.exists()
+            else pl.DataFrame(schema=UNITS_SCHEMA)
+        )
+        kept = known.join(added.select("source", "key"), on=["source", "key"], how="anti")
+        _atomic_parquet(pl.concat([kept, added]), self.units_path)
 
     def shard_path(self, shard: str) -> Path:
         return self.root / f"{shard}.parquet"
@@ -151,7 +188,7 @@ def _atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
 def land_new_shards(
     config, landing: Landing, *, max_shards: int | None = None
 ) -> list[PlannedShard]:
-    """Scan every configured source and land the files no shard holds yet, as new shards."""
+    """Land, as new shards, the files of every configured source that no shard holds yet."""
     from codeio_dagster.sources import build_source
 
     landed: list[PlannedShard] = []
@@ -159,14 +196,26 @@ def land_new_shards(
         budget = None if max_shards is None else max_shards - len(landed)
         if budget is not None and budget <= 0:
             break
+        name = source_config.name
         source = build_source(source_config, plugin_modules=config.source_plugin_modules)
+        listed = source.units()
+        if listed is None:
+            files = source.scan()
+        else:
+            todo = pending_units(listed, landing.landed_units(name))
+            if not todo:
+                continue
+            files = source.scan(todo)
         planned = plan_shards(
-            source.scan(),
-            source=source_config.name,
+            files,
+            source=name,
             index=landing.index(),
             shard_size=config.shards.size,
             max_shards=budget,
         )
         landing.write(planned)
+        # Only units yielded to the end are recorded: a tick cut short by the shard budget
+        # leaves the rest of its unit to be read again next tick, where known paths are skipped.
+        landing.record_units(name, source.units_done)
         landed += planned
     return landed

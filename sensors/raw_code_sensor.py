@@ -12,6 +12,8 @@ from codeio_dagster.shards import land_new_shards
 )
 def raw_code_sensor(context: dg.SensorEvaluationContext, codeio: CodeioResource) -> dg.SensorResult:
     """New raw code in a configured source becomes new shards and one run per shard."""
+    # Sources are listed (paths and stamps) and only new or changed units read, so a tick that
+    # finds nothing costs a directory listing, not a read of the corpus.
     config = codeio.config
     landed = land_new_shards(
         config,
@@ -21,8 +23,8 @@ def raw_code_sensor(context: dg.SensorEvaluationContext, codeio: CodeioResource)
     names = [s.name for s in landed]
     if not names:
         return dg.SensorResult(skip_reason="no new raw code")
-    # The landing index, not the cursor, is the record of what was seen; the cursor names the
-    # last shard so the UI shows progress.
+    # The landing (its index and unit stamps), not the cursor, is the record of what was seen,
+    # so `codeio demo` and the sensor share it; the cursor names the last shard for the UI.
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=n, partition_key=n) for n in names],
         dynamic_partitions_requests=[shards.build_add_request(names)],

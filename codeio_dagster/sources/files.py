@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from codeio_dagster.sources.base import RawFile, Source, SourceOptions
+from codeio_dagster.sources.base import RawFile, Source, SourceOptions, Unit, file_stamp
 
 
 class FolderOptions(SourceOptions):
@@ -31,13 +33,34 @@ class FolderSource(Source):
     Options = FolderOptions
     options: FolderOptions
 
-    def files(self) -> Iterator[RawFile]:
+    def _matched(self) -> list[tuple[str, os.stat_result]]:
+        """(relative path, stat) of the matched regular files, in Path order, one stat each."""
         root = self.options.path
         if not root.is_dir():
             raise FileNotFoundError(f"folder source: {root} is not a folder")
-        for path in sorted(p for p in root.glob(self.options.glob) if p.is_file()):
-            rel = path.relative_to(root).as_posix()
-            yield RawFile(path=rel, content=path.read_bytes(), origin={"file": rel})
+        # String slicing, not Path.relative_to: the listing runs every tick over every file.
+        prefix = len(str(root).rstrip("/")) + 1
+        found = []
+        for path in root.glob(self.options.glob):
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # a dangling link, as `is_file()` would say
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((str(path)[prefix:], st))
+        found.sort(key=lambda item: item[0].split("/"))
+        return found
+
+    def units(self) -> list[Unit]:
+        return [Unit(rel, file_stamp(st.st_size, st.st_mtime_ns)) for rel, st in self._matched()]
+
+    def unit_files(self, key: str) -> Iterator[RawFile]:
+        content = (self.options.path / key).read_bytes()
+        yield RawFile(path=key, content=content, origin={"file": key})
+
+    def files(self) -> Iterator[RawFile]:
+        for rel, _ in self._matched():
+            yield from self.unit_files(rel)
 
     def provenance(self) -> dict[str, Any]:
         return {"source": self.name, "path": str(self.options.path), "glob": self.options.glob}
@@ -67,26 +90,40 @@ class _TableSource(Source):
     def _rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise NotImplementedError
 
-    def files(self) -> Iterator[RawFile]:
-        column, path_column = self.options.content_column, self.options.path_column
+    def _key(self, table: Path) -> str:
+        target = self.options.path
+        return table.name if table == target else table.relative_to(target).as_posix()
+
+    def units(self) -> list[Unit]:
+        units = []
         for table in self._paths():
-            for index, row in self._rows(table):
-                if column not in row:
-                    raise KeyError(
-                        f"{self.name} source: {table.name} row {index} has no column {column!r}"
-                        f" (set `content_column`; columns are {sorted(row)})"
-                    )
-                content = row[column]
-                data = (
-                    content.encode("utf-8") if isinstance(content, str) else bytes(content or b"")
+            st = table.stat()
+            units.append(Unit(self._key(table), file_stamp(st.st_size, st.st_mtime_ns)))
+        return units
+
+    def unit_files(self, key: str) -> Iterator[RawFile]:
+        target = self.options.path
+        yield from self._table_files(target if target.is_file() else target / key)
+
+    def files(self) -> Iterator[RawFile]:
+        for table in self._paths():
+            yield from self._table_files(table)
+
+    def _table_files(self, table: Path) -> Iterator[RawFile]:
+        column, path_column = self.options.content_column, self.options.path_column
+        for index, row in self._rows(table):
+            if column not in row:
+                raise KeyError(
+                    f"{self.name} source: {table.name} row {index} has no column {column!r}"
+                    f" (set `content_column`; columns are {sorted(row)})"
                 )
-                name = row.get(path_column) if path_column else None
-                ident = f"{table.name}:{index}"
-                origin = {"table": table.name, "row": index}
-                origin.update({k: v for k, v in row.items() if k in ("repo_name", "blob_id") and v})
-                yield RawFile(
-                    path=f"{ident}:{name}" if name else ident, content=data, origin=origin
-                )
+            content = row[column]
+            data = content.encode("utf-8") if isinstance(content, str) else bytes(content or b"")
+            name = row.get(path_column) if path_column else None
+            ident = f"{table.name}:{index}"
+            origin = {"table": table.name, "row": index}
+            origin.update({k: v for k, v in row.items() if k in ("repo_name", "blob_id") and v})
+            yield RawFile(path=f"{ident}:{name}" if name else ident, content=data, origin=origin)
 
 
 class JsonlSource(_TableSource):

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import field_validator
 
-from codeio_dagster.sources.base import RawFile, Source, SourceOptions
+from codeio_dagster.sources.base import RawFile, Source, SourceOptions, Unit
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _READABLE = (".parquet", ".jsonl", ".ndjson")
@@ -81,41 +81,59 @@ class HubSource(Source):
                 self._sha = info.sha
         return self._sha
 
-    def matched_files(self) -> list[str]:
-        api = self._api()
-        names = api.list_repo_files(
-            self.opts.repo_id, repo_type="dataset", revision=self.resolved_revision()
-        )
+    def _matches(self, name: str) -> bool:
         pattern = self.opts.files
         # fnmatch's `*` already crosses '/', so `**/` only needs to also match the top level.
-        alternatives = {pattern, pattern.replace("**/", "")}
-        return sorted(n for n in names if any(fnmatch.fnmatch(n, p) for p in alternatives))
+        return any(fnmatch.fnmatch(name, p) for p in {pattern, pattern.replace("**/", "")})
 
-    def files(self) -> Iterator[RawFile]:
+    def matched_files(self) -> list[str]:
+        return [unit.key for unit in self.units()]
+
+    def units(self) -> list[Unit]:
+        """Matched files at the pinned commit, stamped by blob id; one listing call, no download."""
+        from huggingface_hub.hf_api import RepoFile
+
+        opts, sha = self.opts, self.resolved_revision()
+        entries = self._api().list_repo_tree(
+            opts.repo_id, repo_type="dataset", revision=sha, recursive=True
+        )
+        units = sorted(
+            (
+                Unit(e.path, e.blob_id)
+                for e in entries
+                if isinstance(e, RepoFile) and self._matches(e.path)
+            ),
+            key=lambda unit: unit.key,
+        )
+        if not units:
+            raise FileNotFoundError(f"no file of {opts.repo_id}@{sha} matches files={opts.files!r}")
+        return units
+
+    def unit_files(self, key: str) -> Iterator[RawFile]:
         import polars as pl
 
         api, sha, opts = self._api(), self.resolved_revision(), self.opts
-        matched = self.matched_files()
-        if not matched:
-            raise FileNotFoundError(f"no file of {opts.repo_id}@{sha} matches files={opts.files!r}")
-        for name in matched:
-            local = api.hf_hub_download(
-                opts.repo_id, name, repo_type="dataset", revision=sha, cache_dir=opts.cache_dir
+        local = api.hf_hub_download(
+            opts.repo_id, key, repo_type="dataset", revision=sha, cache_dir=opts.cache_dir
+        )
+        frame = _read(Path(local), key)
+        missing = [c for c in (opts.path_column, opts.content_column) if c not in frame.columns]
+        if missing:
+            raise KeyError(
+                f"{opts.repo_id}@{sha}:{key} has no column(s) {missing}; "
+                f"columns are {frame.columns} (set path_column / content_column)"
             )
-            frame = _read(Path(local), name)
-            missing = [c for c in (opts.path_column, opts.content_column) if c not in frame.columns]
-            if missing:
-                raise KeyError(
-                    f"{opts.repo_id}@{sha}:{name} has no column(s) {missing}; "
-                    f"columns are {frame.columns} (set path_column / content_column)"
-                )
-            rows = frame.select(pl.col(opts.path_column), pl.col(opts.content_column))
-            for i, (path, content) in enumerate(rows.iter_rows()):
-                if content is None:
-                    continue
-                data = content if isinstance(content, bytes) else str(content).encode()
-                origin = {"repo_id": opts.repo_id, "revision": sha, "file": name, "row": i}
-                yield RawFile(path=str(path), content=data, origin=origin)
+        rows = frame.select(pl.col(opts.path_column), pl.col(opts.content_column))
+        for i, (path, content) in enumerate(rows.iter_rows()):
+            if content is None:
+                continue
+            data = content if isinstance(content, bytes) else str(content).encode()
+            origin = {"repo_id": opts.repo_id, "revision": sha, "file": key, "row": i}
+            yield RawFile(path=str(path), content=data, origin=origin)
+
+    def files(self) -> Iterator[RawFile]:
+        for unit in self.units():
+            yield from self.unit_files(unit.key)
 
     def provenance(self) -> dict[str, Any]:
         return {

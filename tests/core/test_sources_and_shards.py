@@ -65,3 +65,176 @@ def test_unreadable_files_are_kept_with_a_reason(tmp_path):
     dup = frame.filter(frame["path"] == "copy.py").row(0, named=True)
     assert dup["duplicate_of"] == "ok.py" and dup["content"] is None
     assert json.loads(dup["origin"]) == {}
+
+
+class Reads:
+    """Every file under `root` opened for reading (Path.open, pyarrow), e.g. by a source."""
+
+    def __init__(self, monkeypatch, root):
+        import pathlib
+
+        import pyarrow.parquet as pq
+
+        self.root, self.paths = str(root), []
+        real_open, real_parquet = pathlib.Path.open, pq.ParquetFile
+
+        def counted_open(path, mode="r", *args, **kwargs):
+            if not set(mode) & set("wax+"):
+                self._note(path)
+            return real_open(path, mode, *args, **kwargs)
+
+        def counted_parquet(source, *args, **kwargs):
+            self._note(source)
+            return real_parquet(source, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "open", counted_open)
+        monkeypatch.setattr(pq, "ParquetFile", counted_parquet)
+
+    def _note(self, path):
+        if str(path).startswith(self.root):
+            self.paths.append(str(path)[len(self.root) + 1 :])
+
+    def take(self):
+        taken, self.paths = sorted(self.paths), []
+        return taken
+
+
+def _config(tmp_path, size=2):
+    from codeio_dagster.config import parse_config
+
+    sources = [
+        {"name": "py", "kind": "folder", "options": {"path": "raw/py", "glob": "*.py"}},
+        {"name": "jl", "kind": "jsonl", "options": {"path": "raw/jl"}},
+        {"name": "pq", "kind": "parquet", "options": {"path": "raw/pq"}},
+    ]
+    data = {"sources": sources, "shards": {"size": size}}
+    return parse_config(data, base_dir=tmp_path)
+
+
+def _jsonl(path, names):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.dumps({"path": n, "content": f"def {n}():\n    return 1\n"}) for n in names]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+def _parquet(path, names):
+    import polars as pl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contents = [f"def {n}():\n    return 2\n" for n in names]
+    pl.DataFrame({"path": names, "content": contents}).write_parquet(path)
+
+
+def _py(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (folder / f"{n}.py").write_text(f"def {n}():\n    return 3\n")
+
+
+def test_a_tick_with_nothing_new_reads_no_file(tmp_path, monkeypatch):
+    from codeio_dagster.shards import land_new_shards
+
+    raw = tmp_path / "raw"
+    _py(raw / "py", ["a", "b", "c"])
+    _jsonl(raw / "jl" / "0.jsonl", ["j1", "j2"])
+    _parquet(raw / "pq" / "0.parquet", ["q1"])
+    config, landing = _config(tmp_path), Landing(tmp_path / "landing")
+    reads = Reads(monkeypatch, raw)
+
+    first = land_new_shards(config, landing)
+    assert [s.name for s in first] == ["py-00000", "py-00001", "jl-00000", "pq-00000"]
+    assert reads.take() == ["jl/0.jsonl", "pq/0.parquet", "py/a.py", "py/b.py", "py/c.py"]
+
+    assert land_new_shards(config, landing) == []
+    assert reads.take() == []
+
+    # One new file, one new table, and a table rewritten with one more row: only they are read.
+    _py(raw / "py", ["d"])
+    _jsonl(raw / "jl" / "1.jsonl", ["j3"])
+    _parquet(raw / "pq" / "0.parquet", ["q1", "q2"])
+    added = land_new_shards(config, landing)
+    assert reads.take() == ["jl/1.jsonl", "pq/0.parquet", "py/d.py"]
+    assert {s.name: s.rows["path"].to_list() for s in added} == {
+        "py-00002": ["d.py"],
+        "jl-00001": ["1.jsonl:0:j3"],
+        "pq-00001": ["0.parquet:1:q2"],
+    }
+    assert land_new_shards(config, landing) == []
+    assert reads.take() == []
+
+
+def test_listing_lands_what_full_scans_land_under_a_shard_budget(tmp_path, monkeypatch):
+    from codeio_dagster.shards import land_new_shards
+    from codeio_dagster.sources import FolderSource, JsonlSource, ParquetSource
+
+    def history(landing_dir):
+        """Three growth steps of the sources, each landed by ticks of one shard until dry."""
+        raw = tmp_path / "raw"
+        if raw.exists():
+            import shutil
+
+            shutil.rmtree(raw)
+        (raw / "pq").mkdir(parents=True)
+        config, landing = _config(tmp_path), Landing(landing_dir)
+        steps = [
+            lambda: (
+                _py(raw / "py", ["a", "b", "c"]),
+                _jsonl(raw / "jl" / "0.jsonl", list("vwxyz")),
+            ),
+            lambda: (
+                _parquet(raw / "pq" / "0.parquet", ["q1", "q2", "q3"]),
+                _py(raw / "py", ["d"]),
+            ),
+            lambda: _jsonl(raw / "jl" / "0.jsonl", list("vwxyzu")),
+        ]
+        ticks = []
+        for step in steps:
+            step()
+            while landed := land_new_shards(config, landing, max_shards=1):
+                ticks.append([(s.name, s.rows["path"].to_list()) for s in landed])
+        return ticks, landing.index()
+
+    listed_ticks, listed_index = history(tmp_path / "listed")
+    for cls in (FolderSource, JsonlSource, ParquetSource):
+        monkeypatch.setattr(cls, "units", lambda self: None)
+    full_ticks, full_index = history(tmp_path / "full")
+
+    assert listed_ticks == full_ticks
+    assert listed_index.equals(full_index)
+    # Nothing landed twice, and the jsonl table cut by the budget was finished later.
+    assert listed_index.select("source", "path").is_duplicated().sum() == 0
+    assert listed_index.filter(listed_index["source"] == "jl").height == 6
+    assert len(listed_ticks) == 9
+
+
+def test_hub_source_lists_blobs_and_reads_only_a_changed_file(tmp_path, monkeypatch):
+    import huggingface_hub.constants as constants
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from codeio_dagster.publish.testing_hub import HubTestServer
+    from codeio_dagster.shards import pending_units
+    from codeio_dagster.sources.hub import HubSource
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with HubTestServer() as hub:
+        api = HfApi(endpoint=hub.url, token="hf_test_not_a_token")
+        api.create_repo("o/raw", repo_type="dataset")
+
+        def commit(name, rows):
+            lines = "".join(json.dumps({"path": p, "content": c}) + "\n" for p, c in rows)
+            op = CommitOperationAdd(name, lines.encode())
+            return api.create_commit("o/raw", [op], commit_message=name, repo_type="dataset")
+
+        commit("data/a.jsonl", [("a.py", "x = 1\n")])
+        commit("data/b.jsonl", [("b.py", "x = 2\n")])
+        options = {"repo_id": "o/raw", "files": "**/*.jsonl", "endpoint": hub.url}
+        before = HubSource(HubSource.Options(**options)).units()
+        assert [u.key for u in before] == ["data/a.jsonl", "data/b.jsonl"]
+
+        commit("data/b.jsonl", [("b.py", "x = 2\n"), ("c.py", "x = 3\n")])
+        source = HubSource(HubSource.Options(**options))
+        todo = pending_units(source.units(), {u.key: u.stamp for u in before})
+        assert [u.key for u in todo] == ["data/b.jsonl"]
+        assert [f.path for f in source.scan(todo)] == ["b.py", "c.py"]
+        assert source.units_done == todo
