@@ -264,6 +264,8 @@ def main() -> int:
         f"per-job overhead of (b) over (c): {overhead_ms:.2f} ms "
         f"((wall b - wall c) x {workers} workers / {n} jobs)"
     )
+    # What the jobs' own work allows: (b) with no overhead at all could not beat (c).
+    print(f"ceiling for the ratio with this job mix, (a)/(c): {wall['fresh'] / wall['inproc']:.1f}")
     print(f"ratio={exec_rate / fresh_rate:.1f}")
     return 0
 

@@ -298,8 +298,12 @@ class _Batch:
             if not _is_registered(self.sel, worker.proc.stdout):
                 self.sel.register(worker.proc.stdout, selectors.EVENT_READ, worker)
         queue = self.pending.get(worker.key)
+        # Near the end of a batch a request written ahead could wait behind a long job while
+        # another jail idles, so then one at a time.
+        waiting = sum(len(q) for q in self.pending.values())
+        window = _WINDOW if waiting > _WINDOW * len(self.slots) else 1
         sent = False
-        while queue and len(worker.inflight) < _WINDOW:
+        while queue and len(worker.inflight) < window:
             i = queue.popleft()
             worker.queue(self.requests[i][1])
             if not worker.inflight and not worker.awaiting_hello:
