@@ -117,16 +117,81 @@ class ConfigError(ValueError):
     """A config that cannot be used, with every problem named by key, value and expectation."""
 
 
-def _format_errors(path: str, err: ValidationError) -> str:
-    lines = [f"{path}: {err.error_count()} problem(s)"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+def _key(loc: tuple) -> str:
+    """A pydantic location as the user writes it: `sources[0].options.glob`."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "(top level)"
+
+
+def _format_errors(path: str, errors: list[dict[str, Any]]) -> str:
+    lines = [f"{path}: {len(errors)} problem(s)"]
+    for e in errors:
         value = e.get("input")
         shown = "(missing)" if e["type"] == "missing" else repr(value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        lines.append(f"  {key} = {shown}: {e['msg']}")
+        lines.append(f"  {_key(e['loc'])} = {shown}: {e['msg']}")
     return "\n".join(lines)
+
+
+def _problem(loc: tuple, value: Any, msg: str) -> dict[str, Any]:
+    return {"type": "source_plugin", "loc": loc, "input": value, "msg": msg}
+
+
+def _plugin_module_path(module: str, base_dir: Path | None) -> str:
+    # As `_resolve_paths` does: a `.py` file is relative to the config file, a dotted name is not.
+    if base_dir is None or not module.endswith(".py") or Path(module).is_absolute():
+        return module
+    return str(base_dir / module)
+
+
+def source_problems(data: dict[str, Any], base_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Each source's `kind` and `options` checked against its plugin, as pydantic-style errors."""
+    from codeio_dagster.plugins import PluginError, sources_registry
+
+    registry = sources_registry()
+    problems = []
+    modules = data.get("source_plugin_modules")
+    for i, module in enumerate(modules if isinstance(modules, list) else []):
+        if not isinstance(module, str):
+            continue  # the config model reports the type
+        try:
+            registry.load_module(_plugin_module_path(module, base_dir))
+        except Exception as err:  # a user's module: any import error is a config problem
+            problems.append(_problem(("source_plugin_modules", i), module, str(err)))
+    sources = data.get("sources")
+    for i, entry in enumerate(sources if isinstance(sources, list) else []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+            continue
+        kind, options = entry["kind"], entry.get("options", {})
+        if kind not in registry.names():
+            expected = ", ".join(registry.names())
+            problems.append(
+                _problem(
+                    ("sources", i, "kind"),
+                    kind,
+                    f"unknown source kind; expected one of: {expected}",
+                )
+            )
+            continue
+        try:
+            cls = registry.get(kind)
+        except PluginError as err:
+            problems.append(_problem(("sources", i, "kind"), kind, str(err)))
+            continue
+        if not isinstance(options, dict):
+            continue
+        try:
+            cls.Options.model_validate(options)
+        except ValidationError as err:
+            for e in err.errors():
+                msg = e["msg"]
+                if e["type"] == "extra_forbidden":
+                    msg += f"; {kind} options are: {', '.join(cls.Options.model_fields)}"
+                problems.append({**e, "loc": ("sources", i, "options", *e["loc"]), "msg": msg})
+    return problems
 
 
 def parse_config(
@@ -137,10 +202,16 @@ def parse_config(
         raise ConfigError(
             f"{origin}: expected a mapping at the top level, got {type(data).__name__}"
         )
+    problems: list[dict[str, Any]] = []
     try:
         config = CodeioConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(origin, err)) from None
+        problems = list(err.errors())
+    # Source options belong to plugins, so the config model holds them as a plain mapping; they
+    # are checked here so a bad option fails at load, with the other problems, not at a tick.
+    problems += source_problems(data, base_dir)
+    if problems:
+        raise ConfigError(_format_errors(origin, problems))
     return _resolve_paths(config, base_dir) if base_dir else config
 
 

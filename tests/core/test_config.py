@@ -75,3 +75,120 @@ def test_not_yaml_and_missing_file(tmp_path):
         load_config(write(tmp_path, "sources: [\n"))
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+SOURCE = "sources:\n  - {{name: demo, kind: {kind}, options: {options}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "problems"),
+    [
+        (
+            "folder",
+            "{path: corpus, globb: '*.py'}",
+            [
+                "sources[0].options.globb = '*.py': Extra inputs are not permitted; "
+                "folder options are: path, glob"
+            ],
+        ),
+        (
+            "folder",
+            "{path: corpus, glob: 5}",
+            ["sources[0].options.glob = 5: Input should be a valid string"],
+        ),
+        (
+            "folder",
+            "{glob: /abs/*.py}",
+            [
+                "sources[0].options.path = (missing): Field required",
+                "sources[0].options.glob = '/abs/*.py': Value error, glob must be relative to "
+                "`path`, got '/abs/*.py'",
+            ],
+        ),
+        (
+            "foldr",
+            "{path: corpus}",
+            [
+                "sources[0].kind = 'foldr': unknown source kind; expected one of: "
+                "folder, hub, jsonl, parquet"
+            ],
+        ),
+        (
+            "jsonl",
+            "{path: raw.jsonl, content_column: [a, b]}",
+            ["sources[0].options.content_column = ['a', 'b']: Input should be a valid string"],
+        ),
+        (
+            "hub",
+            "{repo_id: raw, files: '*.csv'}",
+            [
+                "sources[0].options.repo_id = 'raw': Value error, hub source repo_id 'raw' "
+                "must look like 'owner/name'",
+                "sources[0].options.files = '*.csv': Value error, hub source files '*.csv' "
+                "must match .parquet, .jsonl, .ndjson files",
+            ],
+        ),
+    ],
+)
+def test_bad_source_options_fail_at_load(tmp_path, kind, options, problems):
+    path = write(tmp_path, SOURCE.format(kind=kind, options=options))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).splitlines() == [
+        f"{path}: {len(problems)} problem(s)",
+        *(f"  {p}" for p in problems),
+    ]
+
+
+def test_source_problems_are_reported_with_the_others(tmp_path):
+    text = SOURCE.format(kind="folder", options="{path: corpus, glob: 5}") + "shards: {size: 0}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).splitlines() == [
+        f"{path}: 2 problem(s)",
+        "  shards.size = 0: Input should be greater than or equal to 1",
+        "  sources[0].options.glob = 5: Input should be a valid string",
+    ]
+
+
+PLUGIN = """
+from codeio_dagster.sources import Source, SourceOptions
+
+
+class LinesOptions(SourceOptions):
+    path: str
+    min_lines: int = 1
+
+
+class LinesSource(Source):
+    name = "lines_for_config_test"
+    Options = LinesOptions
+
+    def files(self):
+        return iter(())
+"""
+
+
+def test_local_plugin_options_are_checked_relative_to_the_config(tmp_path):
+    (tmp_path / "my_source.py").write_text(PLUGIN)
+    head = "source_plugin_modules: [my_source.py]\n"
+    kind = "lines_for_config_test"
+    good = load_config(write(tmp_path, head + SOURCE.format(kind=kind, options="{path: x}")))
+    assert good.source_plugin_modules == [str(tmp_path / "my_source.py")]
+
+    bad = write(tmp_path, head + SOURCE.format(kind=kind, options="{path: x, min_lines: few}"))
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert str(err.value).splitlines()[1:] == [
+        "  sources[0].options.min_lines = 'few': Input should be a valid integer, unable to "
+        "parse string as an integer"
+    ]
+
+    missing = write(tmp_path, "source_plugin_modules: [absent.py]\n" + GOOD)
+    with pytest.raises(ConfigError) as err:
+        load_config(missing)
+    assert str(err.value).splitlines()[1:] == [
+        f"  source_plugin_modules[0] = 'absent.py': plugin module file "
+        f"'{tmp_path / 'absent.py'}' does not exist"
+    ]
