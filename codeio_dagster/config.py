@@ -147,20 +147,51 @@ def _plugin_module_path(module: str, base_dir: Path | None) -> str:
     return str(base_dir / module)
 
 
-def source_problems(data: dict[str, Any], base_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Each source's `kind` and `options` checked against its plugin, as pydantic-style errors."""
-    from codeio_dagster.plugins import PluginError, sources_registry
-
-    registry = sources_registry()
+def _load_modules(registry, modules: Any, loc: tuple, base_dir: Path | None) -> list[dict]:
     problems = []
-    modules = data.get("source_plugin_modules")
     for i, module in enumerate(modules if isinstance(modules, list) else []):
         if not isinstance(module, str):
             continue  # the config model reports the type
         try:
             registry.load_module(_plugin_module_path(module, base_dir))
         except Exception as err:  # a user's module: any import error is a config problem
-            problems.append(_problem(("source_plugin_modules", i), module, str(err)))
+            problems.append(_problem((*loc, i), module, str(err)))
+    return problems
+
+
+def task_problems(data: dict[str, Any], base_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Each configured task kind looked up among the task plugins, as pydantic-style errors."""
+    from codeio_dagster.plugins import tasks_registry
+
+    tasks = data.get("tasks")
+    if not isinstance(tasks, dict):
+        return []
+    registry = tasks_registry()
+    problems = _load_modules(
+        registry, tasks.get("plugin_modules"), ("tasks", "plugin_modules"), base_dir
+    )
+    kinds = tasks.get("kinds")
+    known = registry.names()
+    for kind in kinds if isinstance(kinds, dict) else {}:
+        if kind not in known:
+            problems.append(
+                _problem(
+                    ("tasks", "kinds", kind),
+                    kind,
+                    f"unknown task kind; expected one of: {', '.join(known)}",
+                )
+            )
+    return problems
+
+
+def source_problems(data: dict[str, Any], base_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Each source's `kind` and `options` checked against its plugin, as pydantic-style errors."""
+    from codeio_dagster.plugins import PluginError, sources_registry
+
+    registry = sources_registry()
+    problems = _load_modules(
+        registry, data.get("source_plugin_modules"), ("source_plugin_modules",), base_dir
+    )
     sources = data.get("sources")
     for i, entry in enumerate(sources if isinstance(sources, list) else []):
         if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
@@ -207,9 +238,9 @@ def parse_config(
         config = CodeioConfig.model_validate(data)
     except ValidationError as err:
         problems = list(err.errors())
-    # Source options belong to plugins, so the config model holds them as a plain mapping; they
-    # are checked here so a bad option fails at load, with the other problems, not at a tick.
-    problems += source_problems(data, base_dir)
+    # Source options and task kinds belong to plugins, so the config model cannot check them;
+    # they are checked here so a bad one fails at load, with the other problems, not mid-run.
+    problems += source_problems(data, base_dir) + task_problems(data, base_dir)
     if problems:
         raise ConfigError(_format_errors(origin, problems))
     return _resolve_paths(config, base_dir) if base_dir else config

@@ -22,4 +22,7 @@ def defs() -> dg.Definitions:
         sensors=build_sensors(),
         jobs=[dg.define_asset_job("codeio_job", selection=dg.AssetSelection.all())],
         resources=build_resources(config, config_path),
+        # A shard's stages run one after another, and shards already run in parallel as separate
+        # runs; a process per step would only restart the model server and the jails each step.
+        executor=dg.in_process_executor,
     )

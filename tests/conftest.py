@@ -21,3 +21,14 @@ def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip(f"shared fixtures folder not found at {SHARED_FIXTURES} (see DESIGN.md)")
     return SHARED_FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _isolated_plugin_registries():
+    """Plugins a test registers are forgotten after it, so no test sees another's plugins."""
+    from codeio_dagster.plugins import sources_registry, tasks_registry
+
+    saved = [(r, dict(r._classes)) for r in (sources_registry(), tasks_registry())]
+    yield
+    for registry, classes in saved:
+        registry._classes = classes

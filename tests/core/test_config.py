@@ -192,3 +192,23 @@ def test_local_plugin_options_are_checked_relative_to_the_config(tmp_path):
         f"  source_plugin_modules[0] = 'absent.py': plugin module file "
         f"'{tmp_path / 'absent.py'}' does not exist"
     ]
+
+
+def test_unknown_task_kind_fails_at_load_and_plugin_kinds_are_found(tmp_path, project_root):
+    bad = write(tmp_path, GOOD + "tasks: {kinds: {output_predicton: 1}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    (line,) = str(err.value).splitlines()[1:]
+    assert line.startswith(
+        "  tasks.kinds.output_predicton = 'output_predicton': unknown task kind; expected one of: "
+    )
+    assert "input_prediction, output_prediction" in line
+
+    plugin = project_root / "examples" / "plugins" / "output_type_task.py"
+    (tmp_path / "output_type_task.py").write_text(plugin.read_text())
+    good = write(
+        tmp_path,
+        GOOD + "tasks:\n  plugin_modules: [output_type_task.py]\n"
+        "  kinds: {output_type_prediction: 2}\n",
+    )
+    assert load_config(good).tasks.kinds == {"output_type_prediction": 2}

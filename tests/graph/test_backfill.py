@@ -109,9 +109,6 @@ def test_ui_backfill_over_shards_materialises_every_partition(
                 "backfillParams": {
                     "assetSelection": [{"path": k.path} for k in keys],
                     "partitionNames": names,
-                    # The launchpad's executor choice: one process per run, not per step, so
-                    # the test does not pay an interpreter start for every step.
-                    "runConfigData": {"execution": {"config": {"in_process": {}}}},
                 }
             },
         ).data["launchPartitionBackfill"]
