@@ -15,7 +15,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-REFACTOR_TEMPLATE_VERSION = "refactor-v2"
+REFACTOR_TEMPLATE_VERSION = "refactor-v3"
 
 _TEMPLATE_FILES = ("refactor_system.md", "refactor_user.md")
 

@@ -59,7 +59,7 @@ class OutputPrediction(TaskKind):
 
     name = "output_prediction"
     answer_key = "output"
-    template_version = "output-v1"
+    template_version = "output-v2"
     template_files = ("output_prediction.md", "task_hint.md")
 
     def build_prompt(
@@ -80,7 +80,7 @@ class InputPrediction(TaskKind):
 
     name = "input_prediction"
     answer_key = "input"
-    template_version = "input-v1"
+    template_version = "input-v2"
     template_files = ("input_prediction.md", "task_hint.md")
 
     def build_prompt(
