@@ -87,18 +87,24 @@ def test_random_is_fresh_in_every_job(executor):
     assert len({r.output for r in results}) == 4
 
 
+def _kill_light_worker_soon(ex: Executor, settings):
+    """Warm the one light jail, have its process killed half a second later; that worker."""
+    ex.run([_job("warm", "    return 1")])
+    worker = ex._pools[(settings.hash_seed, False)][0]
+    proc = worker.proc
+
+    def kill_soon() -> None:
+        time.sleep(0.5)
+        proc.kill()
+
+    threading.Thread(target=kill_soon).start()
+    return worker
+
+
 def test_dead_worker_is_replaced_and_its_job_reported(sandbox_settings):
     settings = sandbox_settings.model_copy(update={"workers": 1})
     with Executor(settings) as ex:
-        ex.run([_job("warm", "    return 1")])
-        worker = ex._pools[(settings.hash_seed, False)][0]
-        proc = worker.proc
-
-        def kill_soon() -> None:
-            time.sleep(0.5)
-            proc.kill()
-
-        threading.Thread(target=kill_soon).start()
+        worker = _kill_light_worker_soon(ex, settings)
         (victim,) = ex.run([_job("victim", "    import time\n    time.sleep(10)")])
         (after,) = ex.run([_job("after", "    return 'fine'")])
     assert victim.status == "killed" and "died" in victim.error
@@ -225,15 +231,7 @@ def test_jobs_queued_behind_a_dying_worker_are_rerun(sandbox_settings):
     # Requests are written ahead to a jail; when it dies only the running one may be lost.
     settings = sandbox_settings.model_copy(update={"workers": 1})
     with Executor(settings) as ex:
-        ex.run([_job("warm", "    return 1")])
-        worker = ex._pools[(settings.hash_seed, False)][0]
-        proc = worker.proc
-
-        def kill_soon() -> None:
-            time.sleep(0.5)
-            proc.kill()
-
-        threading.Thread(target=kill_soon).start()
+        worker = _kill_light_worker_soon(ex, settings)
         jobs = [_job("victim", "    import time\n    time.sleep(10)")]
         jobs += [_job(f"after{i}", f"    return {i}") for i in range(6)]
         results = ex.run(jobs)
