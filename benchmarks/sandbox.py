@@ -8,10 +8,13 @@ core by default), each worker taking the next job when it is free.
 
 Fairness on a shared machine: the jobs run in rounds, and every round runs (a), (b) and (c)
 back to back in a rotating order, so a change in the machine's load (other work runs here)
-falls on all three alike instead of on whichever ran first; the totals add the rounds up. The
+falls on all three alike instead of on whichever ran first; the totals add the rounds up. Three
+rounds by default: each mode then runs once first, once second and once last. More rounds do not
+make it fairer but cost the fast modes more, because every round ends waiting for its slowest
+job (the CodeI/O sample holds calls of 1-2.6 s) while the other workers idle. The
 in-process interpreters import the modules the jails preload before timing starts, as the jails
 do at start-up (reported apart), and a fresh process by its nature cannot. Usage:
-`.venv/bin/python benchmarks/sandbox.py [--jobs 2000] [--workers 0] [--rounds 10]`.
+`.venv/bin/python benchmarks/sandbox.py [--jobs 2000] [--workers 0] [--rounds 3]`.
 """
 
 from __future__ import annotations
@@ -185,7 +188,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=0, help="0: one per core")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -242,14 +245,14 @@ def main() -> int:
         statuses[res.status] = statuses.get(res.status, 0) + 1
     fresh_rate, exec_rate, inproc_rate = (n / wall[k] for k in ("fresh", "executor", "inproc"))
     overhead_ms = (wall["executor"] - wall["inproc"]) * workers / n * 1000.0
-    print("mean ms per job (worker time)   fresh process   executor   in-process")
+    print("mean ms per job (worker time)   fresh process   executor   in-process   fresh/executor")
     for kind, prefix in (("trivial", "t"), ("cruxeval", "s"), ("codeio", "c")):
         idx = [i for i, j in enumerate(jobs) if j.id.startswith(prefix)]
         if idx:
             f = sum(fresh_each[i] for i in idx) / len(idx) * 1000
             e = sum(done[i].duration_ms for i in idx) / len(idx)
             p = sum(inproc_each[i] for i in idx) / len(idx) * 1000
-            print(f"  {kind:<30}{f:14.2f}{e:11.2f}{p:13.2f}")
+            print(f"  {kind:<30}{f:14.2f}{e:11.2f}{p:13.2f}{f / e:17.1f}")
     print(
         f"(a) fresh process per job, no isolation: {wall['fresh']:8.2f} s  {fresh_rate:8.1f} exec/s"
     )
