@@ -286,6 +286,9 @@ def _resolve_paths(config: CodeioConfig, base: Path) -> CodeioConfig:
                 }
             ),
             "sources": sources,
+            "publish": config.publish.model_copy(
+                update={"local_dir": str(absolute(Path(config.publish.local_dir)))}
+            ),
             "decontamination": config.decontamination.model_copy(
                 update={"benchmarks": [absolute(p) for p in config.decontamination.benchmarks]}
             ),

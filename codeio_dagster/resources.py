@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -57,7 +56,6 @@ def build_resources(config: CodeioConfig, config_path: str) -> dict[str, object]
         "publisher": publisher_from_settings(
             config.publish,
             token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None,
-            base_dir=str(Path(config_path).resolve().parent),
         ),
         "io_manager": PolarsParquetIOManager(base_dir=str(config.data_dir / "assets")),
     }

@@ -52,7 +52,7 @@ class PublishSettings(BaseModel):
 
 
 def publisher_from_settings(
-    settings: PublishSettings, token: str | dg.EnvVar | None = None, base_dir: str | None = None
+    settings: PublishSettings, token: str | dg.EnvVar | None = None
 ) -> PublisherResource:
     """The publisher resource for the settings; pass `token=dg.EnvVar("HF_TOKEN")` for the Hub."""
     common = {
@@ -72,7 +72,4 @@ def publisher_from_settings(
             retry_base_seconds=settings.retry_base_seconds,
             **common,
         )
-    path = settings.local_dir
-    if base_dir is not None and not path.startswith("/"):
-        path = f"{base_dir.rstrip('/')}/{path}"
-    return LocalFolderPublisher(path=path, **common)
+    return LocalFolderPublisher(path=settings.local_dir, **common)

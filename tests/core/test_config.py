@@ -28,6 +28,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     assert config.sources[0].options["path"] == str(tmp_path / "corpus")
     assert config.data_dir == tmp_path / "data"
+    assert config.publish.local_dir == str(tmp_path / "published")
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,7 @@ def test_settings_validate_and_pick_the_publisher(tmp_path):
         PublishSettings(target="hub")
     with pytest.raises(ValidationError, match="extra"):
         PublishSettings(token="hf_x")
-    local = publisher_from_settings(PublishSettings(local_dir="out"), base_dir=str(tmp_path))
+    local = publisher_from_settings(PublishSettings(local_dir=str(tmp_path / "out")))
     assert isinstance(local, LocalFolderPublisher) and local.path == f"{tmp_path}/out"
     hub = publisher_from_settings(PublishSettings(target="hub", repo_id="o/d", license="mit"))
     assert isinstance(hub, HubPublisher) and hub.repo_id == "o/d" and hub.license == "mit"
