@@ -125,14 +125,26 @@ def _key(loc: tuple) -> str:
     return key or "(top level)"
 
 
+# A value under a key whose name holds one of these may be a credential pasted in the wrong
+# place; the error names the key and never echoes the value (it would reach logs and the UI).
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth")
+
+
+def _shown_value(error: dict[str, Any]) -> str:
+    if error["type"] == "missing":
+        return "(missing)"
+    names = [part.lower() for part in error["loc"] if isinstance(part, str)]
+    # An unknown key is wrong whatever its value, so its value is never needed to fix it.
+    if error["type"] == "extra_forbidden" or any(w in n for n in names for w in _SECRET_WORDS):
+        return "(value not shown)"
+    shown = repr(error.get("input"))
+    return shown[:77] + "..." if len(shown) > 80 else shown
+
+
 def _format_errors(path: str, errors: list[dict[str, Any]]) -> str:
     lines = [f"{path}: {len(errors)} problem(s)"]
     for e in errors:
-        value = e.get("input")
-        shown = "(missing)" if e["type"] == "missing" else repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        lines.append(f"  {_key(e['loc'])} = {shown}: {e['msg']}")
+        lines.append(f"  {_key(e['loc'])} = {_shown_value(e)}: {e['msg']}")
     return "\n".join(lines)
 
 

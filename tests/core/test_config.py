@@ -44,7 +44,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
         ),
         (
             GOOD + "colour: blue\n",
-            "colour = 'blue': Extra inputs are not permitted",
+            "colour = (value not shown): Extra inputs are not permitted",
         ),
         (
             "shards: {size: 10}\n",
@@ -64,6 +64,25 @@ def test_bad_config_names_key_value_and_expectation(tmp_path, text, expected):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text))
     assert expected in str(err.value)
+
+
+# Built at run time so that no credential-shaped string sits in the repository.
+FAKE_KEY = "sk-" + "not-a-real-key-" * 3
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (GOOD + f"llm: {{api_key_env: {FAKE_KEY}}}\n", "llm.api_key_env"),
+        (GOOD + f"llm: {{api_key: {FAKE_KEY}}}\n", "llm.api_key"),
+        (GOOD + f"publish: {{hf_token: {FAKE_KEY}}}\n", "publish.hf_token"),
+    ],
+)
+def test_errors_name_the_key_but_never_echo_a_pasted_credential(tmp_path, text, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert f"{key} = (value not shown)" in str(err.value)
+    assert "not-a-real-key" not in str(err.value)
 
 
 def test_unsafe_sandbox_shorthand(tmp_path):
@@ -88,7 +107,7 @@ SOURCE = "sources:\n  - {{name: demo, kind: {kind}, options: {options}}}\n"
             "folder",
             "{path: corpus, globb: '*.py'}",
             [
-                "sources[0].options.globb = '*.py': Extra inputs are not permitted; "
+                "sources[0].options.globb = (value not shown): Extra inputs are not permitted; "
                 "folder options are: path, glob"
             ],
         ),
