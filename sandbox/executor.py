@@ -512,7 +512,8 @@ class Executor:
             requests.append((job.hash_seed, req))
         replies = self.run_requests(requests, progress=progress)
         return [
-            _to_result(req["id"], reply) for (_, req), reply in zip(requests, replies, strict=True)
+            result_from_reply(req["id"], reply)
+            for (_, req), reply in zip(requests, replies, strict=True)
         ]
 
     def run_requests(
@@ -548,7 +549,8 @@ def _is_json_text(value: Any) -> bool:
     return True
 
 
-def _to_result(job_id: str, reply: dict[str, Any]) -> JobResult:
+def result_from_reply(job_id: str, reply: dict[str, Any]) -> JobResult:
+    """A checked JobResult from a fork-server reply; a malformed one becomes invalid_output."""
     # The reply crossed a pipe the job could also write to: trust its shape only after checking.
     status = reply.get("status")
     error = reply.get("error")

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from codeio_dagster.sandbox.executor import Executor
+from codeio_dagster.sandbox.executor import Executor, result_from_reply
 from codeio_dagster.sandbox.settings import IOPairLimits
 from codeio_dagster.sandbox.values import outputs_equal
 
@@ -238,17 +238,17 @@ def check_input_predictions(executor: Executor, checks: Sequence[InputCheck]) ->
     replies = executor.run_requests(requests)
     for i, reply in zip(where, replies, strict=True):
         check = checks[i]
-        status = reply.get("status")
-        if status == "ok":
-            actual = reply["output"]
-            ok = outputs_equal(json.loads(actual), json.loads(check.expected_output))
+        # The reply crossed a pipe the predicted input's run could also write to.
+        result = result_from_reply(check.id, reply)
+        if result.status == "ok" and result.output is not None:
+            ok = outputs_equal(json.loads(result.output), json.loads(check.expected_output))
             verdicts[i] = InputVerdict(
-                id=check.id, status="correct" if ok else "wrong", actual_output=actual
+                id=check.id, status="correct" if ok else "wrong", actual_output=result.output
             )
         else:
             verdicts[i] = InputVerdict(
                 id=check.id,
-                status="timeout" if status == "timeout" else "exec_error",
-                error=f"{status}: {reply.get('error')}",
+                status="timeout" if result.status == "timeout" else "exec_error",
+                error=f"{result.status}: {result.error}",
             )
     return [v for v in verdicts if v is not None]

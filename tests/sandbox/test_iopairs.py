@@ -207,3 +207,30 @@ def test_input_check_rejects_non_json_expected_output(executor):
     bad = InputCheck(id="x", code="", predicted_input={}, expected_output="{oops")
     with pytest.raises(ValueError, match="'x': expected_output is not JSON"):
         check_input_predictions(executor, [bad])
+
+
+# Jailed code can find the shared reply buffer among its own process's objects and write a reply
+# of its choosing; a malformed one must become one exec_error, not abort the whole batch.
+_FORGER = """
+import gc, mmap, os, struct
+
+def main_solution(x):
+    body = b'{"status": "ok", "output": "not json {"}'
+    for obj in gc.get_objects():
+        if isinstance(obj, mmap.mmap):
+            obj[4 : 4 + len(body)] = body
+            obj[:4] = struct.pack("=I", len(body))
+    os._exit(0)
+"""
+
+
+def test_forged_reply_to_an_input_check_is_an_exec_error(executor):
+    code = "def main_solution(a):\n    return a\n"
+    checks = [
+        InputCheck(id="forged", code=_FORGER, predicted_input={"x": 1}, expected_output="1"),
+        InputCheck(id="honest", code=code, predicted_input={"a": 1}, expected_output="1"),
+    ]
+    verdicts = {v.id: v for v in check_input_predictions(executor, checks)}
+    assert verdicts["forged"].status == "exec_error"
+    assert "invalid_output" in verdicts["forged"].error
+    assert verdicts["honest"].status == "correct"
