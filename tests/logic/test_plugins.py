@@ -33,8 +33,14 @@ def test_source_entry_points_are_listed():
     assert issubclass(sources_registry().get("jsonl"), Source)
 
 
-def test_factories_memoise():
-    assert tasks_registry() is tasks_registry()
+def test_a_registration_is_seen_by_every_later_lookup():
+    # Plugin modules register once at config load; the assets look kinds up much later.
+    class Echo(OutputPrediction):
+        name = "echo_prediction"
+
+    tasks_registry().register("echo_prediction", Echo)
+    assert tasks_registry().get("echo_prediction") is Echo
+    assert "echo_prediction" in tasks_registry().names()
 
 
 def test_unknown_name_lists_known_names():
