@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
@@ -33,6 +34,9 @@ _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 # server errors. Anything else 4xx (bad token, missing repo, invalid card) fails at once.
 _RETRY_STATUSES = {408, 409, 412, 423, 429}
 _GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
+# Hidden, so `datasets` and the card's data_files patterns never see it. It is left in place:
+# removing it while another process waits on it would let a third one lock a new file.
+_LOCK_NAME = ".publish.lock"
 
 
 class PublishError(RuntimeError):
@@ -136,24 +140,28 @@ class LocalFolderPublisher(PublisherResource):
         root = Path(self.path)
         root.mkdir(parents=True, exist_ok=True)
         stats = root / STATS_PATH
-        existing = {p.relative_to(root).as_posix() for p in root.glob("data/*/*.parquet")}
-        files, stale = shard_files(
-            shard,
-            tables,
-            info,
-            self.static_card(),
-            stats.read_text() if stats.exists() else None,
-            existing,
-        )
-        # Data first, index and card last, each replaced atomically: a crash midway leaves a card
-        # that only names files already complete.
-        order = sorted(files, key=lambda p: (p == "README.md", p == STATS_PATH, p))
-        for rel in order:
-            _write_atomic(root / rel, files[rel])
-        for rel in stale:
-            (root / rel).unlink(missing_ok=True)
-        if not (root / ".gitattributes").exists():
-            _write_atomic(root / ".gitattributes", _GITATTRIBUTES)
+        # Shards are published by parallel runs; without the lock two of them read the same
+        # stats index and the later write drops the other's record from the index and card.
+        with open(root / _LOCK_NAME, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            existing = {p.relative_to(root).as_posix() for p in root.glob("data/*/*.parquet")}
+            files, stale = shard_files(
+                shard,
+                tables,
+                info,
+                self.static_card(),
+                stats.read_text() if stats.exists() else None,
+                existing,
+            )
+            # Data first, index and card last, each replaced atomically: a crash midway leaves
+            # a card that only names files already complete.
+            order = sorted(files, key=lambda p: (p == "README.md", p == STATS_PATH, p))
+            for rel in order:
+                _write_atomic(root / rel, files[rel])
+            for rel in stale:
+                (root / rel).unlink(missing_ok=True)
+            if not (root / ".gitattributes").exists():
+                _write_atomic(root / ".gitattributes", _GITATTRIBUTES)
         return PublishResult(
             target="local",
             location=str(root),

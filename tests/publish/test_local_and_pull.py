@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -39,6 +42,46 @@ def test_local_folder_loads_with_datasets(make_tables, tmp_path):
     readme = (folder / "README.md").read_text()
     assert "| samples | 5 |" in readme and "`a`" in readme and "`b`" in readme
     assert not list(folder.rglob("*.tmp")) and "codeio pull" not in readme
+
+
+def _publish_in_child(folder: str, shard: str, tables, barrier) -> None:
+    # All children publish at once, so each reads the stats index while the others are
+    # publishing too: the interleaving parallel runs produce.
+    barrier.wait(timeout=300)
+    LocalFolderPublisher(path=folder).publish_partition(
+        shard, tables, CardInfo(funnel={"samples": tables["codeio"].height})
+    )
+
+
+def test_parallel_processes_keep_every_shards_stats_record(make_tables, tmp_path, monkeypatch):
+    # spawn, not fork: forking after polars has started its thread pool can deadlock. A spawned
+    # child imports this module by name, so the project root must be on the inherited path.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    ctx = multiprocessing.get_context("spawn")
+    folder = tmp_path / "published"
+    shards = [f"p{i}" for i in range(4)]
+    barrier = ctx.Barrier(len(shards))
+    children = [
+        ctx.Process(target=_publish_in_child, args=(str(folder), s, make_tables(s, 2 + i), barrier))
+        for i, s in enumerate(shards)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        # A hang guard only; the outcome checked is the exit code.
+        child.join(timeout=300)
+    assert [c.exitcode for c in children] == [0] * len(shards)
+
+    index = json.loads((folder / "stats" / "shards.json").read_text())
+    assert sorted(index["shards"]) == shards
+    assert {s: index["shards"][s]["rows"]["codeio"] for s in shards} == {
+        s: 2 + i for i, s in enumerate(shards)
+    }
+    readme = (folder / "README.md").read_text()
+    assert all(f"`{s}`" in readme for s in shards)
+    assert f"| samples | {sum(2 + i for i in range(len(shards)))} |" in readme
+    assert len(list(folder.rglob("*.parquet"))) == 3 * len(shards)
+    assert not list(folder.rglob("*.tmp"))
 
 
 def test_bad_shard_and_table_inputs_are_named(tmp_path, make_tables):
