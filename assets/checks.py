@@ -58,9 +58,10 @@ def build_checks(config: CodeioConfig) -> list[dg.AssetChecksDefinition]:
         "io_pairs": IOPairsRecord,
         "prediction_tasks": PredictionTaskRecord,
         "codeio_dataset": DatasetRow,
-        "codeio_pp_dataset": DatasetRow,
         "unified_dataset": UnifiedDatasetRow,
     }
+    if config.revision.turns:  # codeio_pp_dataset is only built with a revision turn
+        tables["codeio_pp_dataset"] = DatasetRow
     for turn in range(config.revision.turns + 1):
         tables[responses_name(turn)] = ResponseRecord
         tables[verdicts_name(turn)] = VerdictRecord

@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: Dagster reads the asset's type hints at definition.
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import dagster as dg
 import polars as pl
@@ -55,28 +55,36 @@ def publication_metadata(result: PublishResult) -> dict[str, dg.MetadataValue]:
     return meta
 
 
-def build_hub_publication(provider: CardInfoProvider | None = None) -> dg.AssetsDefinition:
-    """The publication asset; `provider` supplies card facts (defaults to `card_info_for`)."""
+DATASETS = ("codeio_dataset", "codeio_pp_dataset", "unified_dataset")
+
+
+def config_name(dataset: str) -> str:
+    """The Hub config a dataset asset is published as: codeio_pp_dataset -> codeio_pp."""
+    return dataset.removesuffix("_dataset")
+
+
+def build_hub_publication(
+    provider: CardInfoProvider | None = None, datasets: Sequence[str] = DATASETS
+) -> dg.AssetsDefinition:
+    """The publication asset of the dataset assets `datasets` (the ones the graph builds);
+    `provider` supplies card facts (defaults to `card_info_for`)."""
+    ins = {config_name(d): dg.AssetIn(d) for d in datasets}
+    configs = list(ins)
 
     @dg.asset(
         name="hub_publication",
         partitions_def=shards,
         group_name="publish",
         kinds={"huggingface"},
-        description="Publishes the shard's codeio, codeio_pp and unified tables in one commit.",
+        ins=ins,
+        description=f"Publishes the shard's {', '.join(configs)} tables in one commit.",
     )
     def hub_publication(
         context: dg.AssetExecutionContext,
         publisher: PublisherResource,
-        codeio_dataset: pl.DataFrame,
-        codeio_pp_dataset: pl.DataFrame,
-        unified_dataset: pl.DataFrame,
+        **frames: pl.DataFrame,
     ) -> dg.MaterializeResult:
-        tables = {
-            "codeio": codeio_dataset,
-            "codeio_pp": codeio_pp_dataset,
-            "unified": unified_dataset,
-        }
+        tables = {config: frames[config] for config in configs}
         info = provider(context, tables) if provider else card_info_for(context, tables)
         result = publisher.publish_partition(context.partition_key, tables, info)
         context.log.info(

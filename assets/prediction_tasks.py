@@ -7,7 +7,7 @@ from codeio_dagster.models import PredictionTaskRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
-from codeio_dagster.tasks import FunctionView
+from codeio_dagster.tasks import FunctionView, make_all_tasks
 
 
 @dg.asset(partitions_def=shards, group_name="tasks", kinds={"polars"})
@@ -34,16 +34,14 @@ def prediction_tasks(
         row["function_id"]: row["pairs"]
         for row in functions.select("function_id", "pairs").iter_rows(named=True)
     }
-    kinds = task_kinds(config.tasks.kinds, config.tasks.plugin_modules)
-    records: list[PredictionTaskRecord] = []
-    for kind, per_function in config.tasks.kinds.items():
-        records += kinds[kind].make_tasks(
-            views,
-            pairs_by_function,
-            per_function=per_function,
-            include_code=config.tasks.include_reference_code,
-            shard=context.partition_key,
-        )
+    records, built = make_all_tasks(
+        task_kinds(config.tasks.kinds, config.tasks.plugin_modules),
+        config.tasks.kinds,
+        views,
+        pairs_by_function,
+        include_code=config.tasks.include_reference_code,
+        shard=context.partition_key,
+    )
     frame = to_frame(records, PredictionTaskRecord)
     if config.decontamination.benchmarks and not frame.is_empty():
         texts = [
@@ -65,14 +63,19 @@ def prediction_tasks(
             )
             .drop("hit")
         )
+    # kept is read from the final table (contaminated tasks count as dropped_contaminated); the
+    # pairs a task kind rejected never became rows, so their reasons come from its counters.
+    counters = funnel(built["rows_in"], frame)
+    for key, n in built.items():
+        if key.startswith("dropped_"):
+            counters[key] = counters.get(key, 0) + n
     by_kind = frame.group_by("kind").len().sort("kind")
     return dg.Output(
         frame,
         metadata=stage_metadata(
-            funnel(frame.height, frame),
+            counters,
             sample=frame,
             sample_columns=["kind", "given", "expected"],
-            extra={f"tasks_{k}": int(n) for k, n in by_kind.iter_rows()}
-            | {"functions": functions.height},
+            extra={f"tasks_{k}": int(n) for k, n in by_kind.iter_rows()},
         ),
     )

@@ -10,10 +10,8 @@ from codeio_dagster.models import ResponseRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
 
-RETRY_STATUSES = (
-    "correct",
-    "request_failed",
-)  # not asked again: right already, or no reply to revise
+# Not asked again: right already, or no reply to revise.
+NO_REVISION_STATUSES = ("correct", "request_failed")
 
 
 def responses_name(turn: int) -> str:
@@ -106,7 +104,7 @@ def build_revision_responses(turn: int) -> dg.AssetsDefinition:
         previous_responses: pl.DataFrame,
         previous_verdicts: pl.DataFrame,
     ) -> dg.Output[pl.DataFrame]:
-        retry = previous_verdicts.filter(~pl.col("status").is_in(RETRY_STATUSES)).join(
+        retry = previous_verdicts.filter(~pl.col("status").is_in(NO_REVISION_STATUSES)).join(
             previous_responses.select("task_id", "messages", "content"), on="task_id"
         )
         conversations = [

@@ -2,7 +2,7 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.assets.responses import responses_name, verdicts_name
-from codeio_dagster.metadata import stage_metadata, status_counts
+from codeio_dagster.metadata import outcome_counts, stage_metadata
 from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
@@ -61,20 +61,20 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
                 code_by_function=code,
                 run_inputs=run_inputs,
             )
-        counts = status_counts(frame)
+        # Wrong answers are data too (CodeI/O keeps them, revision asks again): every reply
+        # gets a verdict, so the counters report outcomes rather than drops.
+        counters = outcome_counts(replies.height, frame, prefix="verdict_")
         rates = {
             f"pass_rate_{kind}": round(
                 sub.filter(pl.col("status") == "correct").height / max(sub.height, 1), 4
             )
             for (kind,), sub in frame.group_by("kind")
         }
-        meta = {"rows_in": replies.height, "kept": counts.get("correct", 0)}
-        meta |= {f"dropped_{k}": v for k, v in counts.items() if k != "correct"}
-        meta["pass_rate"] = round(meta["kept"] / max(replies.height, 1), 4)
+        rates["pass_rate"] = round(counters.get("verdict_correct", 0) / max(frame.height, 1), 4)
         return dg.Output(
             frame,
             metadata=stage_metadata(
-                meta,
+                counters,
                 sample=frame,
                 sample_columns=["kind", "status", "answer", "feedback"],
                 extra=rates,

@@ -16,8 +16,8 @@ def card_info_provider(config: CodeioConfig, config_path: str) -> Callable:
         from codeio_dagster.assets.hub_publication import card_info_for
         from codeio_dagster.funnel import compute_funnel, load_tables
         from codeio_dagster.llm import EMBEDDED_MODEL_ALIAS
+        from codeio_dagster.plugins import task_kinds
         from codeio_dagster.publish import CardInfo
-        from codeio_dagster.refactor import template_hash
         from codeio_dagster.tasks import prompt_hashes
 
         stages = config.stages.model_dump()
@@ -25,19 +25,25 @@ def card_info_provider(config: CodeioConfig, config_path: str) -> Callable:
         models = {stage: params.get("model") or default for stage, params in stages.items()}
         names = ["raw_code", "unified_functions", "io_pairs", "prediction_tasks", "verdicts"]
         names += [f"verdicts_turn_{t}" for t in range(1, config.revision.turns + 1)]
+        # The card names the kinds this config runs (plugins included), not a fixed pair.
+        kinds = task_kinds(config.tasks.kinds, config.tasks.plugin_modules).values()
         stored = load_tables(config.data_dir / "assets", [context.partition_key], names)
+        funnel = compute_funnel(
+            {
+                **stored,
+                "codeio_dataset": tables.get("codeio"),
+                "codeio_pp_dataset": tables.get("codeio_pp"),
+            },
+            config.revision.turns,
+        )
+        if not config.revision.turns:
+            # Nothing was revised and no CodeI/O++ built: a zero here would read as a result.
+            del funnel["correct_after_revision"], funnel["codeio_pp_rows"]
         base = CardInfo(
             models=models,
             sampling=stages,
-            prompt_template_hashes={"refactor": template_hash(), **prompt_hashes()},
-            funnel=compute_funnel(
-                {
-                    **stored,
-                    "codeio_dataset": tables.get("codeio"),
-                    "codeio_pp_dataset": tables.get("codeio_pp"),
-                },
-                config.revision.turns,
-            ),
+            prompt_template_hashes=prompt_hashes(type(kind) for kind in kinds),
+            funnel=funnel,
         )
         return card_info_for(context, tables, base)
 

@@ -23,6 +23,14 @@ def funnel(rows_in: int, frame: pl.DataFrame, *, kept_status: str = "ok") -> dic
     return result
 
 
+def outcome_counts(rows_in: int, frame: pl.DataFrame, *, prefix: str) -> dict[str, int]:
+    """For a stage that labels rows but drops none: rows_in, kept (every row) and
+    <prefix><status> per status."""
+    result = {"rows_in": rows_in, "kept": frame.height}
+    result.update({f"{prefix}{status}": n for status, n in status_counts(frame).items()})
+    return result
+
+
 def markdown_table(
     frame: pl.DataFrame, columns: list[str], *, limit: int = 3, width: int = 80
 ) -> str:

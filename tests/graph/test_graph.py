@@ -7,6 +7,7 @@ import json
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 
 from codeio_dagster.assets import build_assets
 from codeio_dagster.assets.checks import build_checks
@@ -49,15 +50,30 @@ def tables(config, partitions):
     return load_tables(config.data_dir / "assets", partitions, STAGES)
 
 
+def counters(instance: dg.DagsterInstance, asset: str) -> dict[str, int]:
+    """rows_in, kept and the dropped_/verdict_ counters of the asset's latest materialisation."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    metadata = event.asset_materialization.metadata
+    return {
+        k: v.value
+        for k, v in metadata.items()
+        if k in ("rows_in", "kept") or k.startswith(("dropped_", "verdict_"))
+    }
+
+
+def land(config) -> tuple[list[str], dg.DagsterInstance]:
+    names = [s.name for s in land_new_shards(config, Landing(config.data_dir / "landing"))]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(shards.name, names)
+    return names, instance
+
+
 def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files):
     graph_files.write_corpus(tmp_path / "corpus", ["alpha", "beta", "gamma"])
     (tmp_path / "corpus" / "empty.py").write_text("")
     path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=10)
     config = load_config(path)
-    landed = land_new_shards(config, Landing(config.data_dir / "landing"))
-    names = [s.name for s in landed]
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(shards.name, names)
+    names, instance = land(config)
     materialise(path, names, instance)
 
     t = tables(config, names)
@@ -95,6 +111,51 @@ def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files):
 
     published = tmp_path / "published" / "data" / "codeio_pp"
     assert sorted(p.name for p in published.glob("*.parquet")) == [f"{n}.parquet" for n in names]
+
+    # The stage counters: tasks count functions in, verdicts drop nothing, datasets keep all.
+    assert counters(instance, "prediction_tasks") == {"rows_in": 3, "kept": 6}
+    assert counters(instance, "verdicts") == {
+        "rows_in": 6,
+        "kept": 6,
+        "verdict_correct": 3,
+        "verdict_wrong": 3,
+    }
+    for name in ("codeio_dataset", "codeio_pp_dataset"):
+        assert counters(instance, name) == {"rows_in": 6, "kept": 6}, name
+
+
+def test_without_revision_turns_only_codeio_is_built_and_published(
+    tmp_path, scripted_llm, graph_files
+):
+    graph_files.write_corpus(tmp_path / "corpus", ["alpha", "beta"])
+    path = graph_files.write_config(
+        tmp_path, scripted_llm.base_url, shard_size=10, extra="revision: {turns: 0}\n"
+    )
+    config = load_config(path)
+    keys = {a.key.to_user_string() for a in build_assets(config)}
+    assert {"codeio_dataset", "unified_dataset", "hub_publication"} <= keys
+    assert not keys & {"codeio_pp_dataset", "responses_turn_1", "verdicts_turn_1"}
+    names, instance = land(config)
+    materialise(path, names, instance)
+
+    t = tables(config, names)
+    assert "codeio_pp_dataset" not in t and "responses_turn_1" not in t
+    assert t["codeio_dataset"].height == 4  # two functions, one task of each kind
+    assert t["codeio_dataset"]["verdict_1"].value_counts().sort("verdict_1").rows() == [
+        ("correct", 2),
+        ("wrong", 2),
+    ]
+    # The wrong answers were not asked again: every request is a first turn.
+    assert all(
+        not any(m["role"] == "assistant" for m in r["messages"]) for r in scripted_llm.requests
+    )
+    published = tmp_path / "published"
+    assert sorted(p.name for p in (published / "data").iterdir()) == ["codeio", "unified"]
+    readme = (published / "README.md").read_text()
+    header = yaml.safe_load(readme.split("---\n")[1])
+    assert [c["config_name"] for c in header["configs"]] == ["codeio", "unified"]
+    assert "| codeio_rows | 4 |" in readme
+    assert "codeio_pp_rows" not in readme and "correct_after_revision" not in readme
 
 
 def test_sensor_adds_a_shard_and_only_its_requests_reach_the_model(

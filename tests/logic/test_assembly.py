@@ -208,3 +208,57 @@ def test_parts_partition_the_dataset_exactly(frames):
     assert sum(p.height for p in codeio_parts) == 5
     with pytest.raises(ValueError, match="0 <= index < count"):
         assemble_codeio(frames["tasks"], frames["r"][0], frames["v"][0], part=(3, 3))
+
+
+def _materialise_datasets(frames, turns: int) -> dict[str, dict]:
+    """The dataset assets run by Dagster on stand-in upstream tables; metadata per asset."""
+    import dagster as dg
+
+    from codeio_dagster.assets.codeio_datasets import build_codeio_datasets
+    from codeio_dagster.partitions import shards
+
+    upstream = {"prediction_tasks": frames["tasks"], "responses": frames["r"][0]}
+    upstream |= {"verdicts": frames["v"][0]}
+    if turns:
+        upstream |= {"responses_turn_1": frames["r"][1], "verdicts_turn_1": frames["v"][1]}
+
+    def stand_in(name: str, frame: pl.LazyFrame) -> dg.AssetsDefinition:
+        @dg.asset(name=name, partitions_def=shards)
+        def _asset() -> pl.DataFrame:
+            return frame.collect()
+
+        return _asset
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(shards.name, ["s1"])
+    datasets = build_codeio_datasets(turns)
+    result = dg.materialize(
+        [*(stand_in(k, v) for k, v in upstream.items()), *datasets],
+        partition_key="s1",
+        instance=instance,
+        resources={"io_manager": dg.InMemoryIOManager()},
+    )
+    assert result.success
+    return {
+        e.asset_key.to_user_string(): {k: v.value for k, v in e.metadata.items()}
+        for e in (ev.materialization for ev in result.get_asset_materialization_events())
+        if e.asset_key in {d.key for d in datasets}
+    }
+
+
+def test_dataset_assets_report_every_drop_reason(frames):
+    meta = _materialise_datasets(frames, turns=1)
+    counts = drop_counts(frames["tasks"], frames["r"], frames["v"])
+    for name, config in (("codeio_dataset", "codeio"), ("codeio_pp_dataset", "codeio_pp")):
+        reported = {k: v for k, v in meta[name].items() if k == "kept" or k.startswith("dropped_")}
+        assert reported == counts[config]
+        # 8 status-ok tasks in (t7 is contaminated): each one kept or dropped with a reason
+        assert meta[name]["rows_in"] == 8 == sum(counts[config].values())
+    assert meta["codeio_pp_dataset"]["dropped_revision_truncated"] == 1
+    assert meta["codeio_dataset"]["first_wrong"] == 3
+
+
+def test_without_a_revision_turn_only_codeio_is_built(frames):
+    meta = _materialise_datasets(frames, turns=0)
+    assert list(meta) == ["codeio_dataset"]
+    assert meta["codeio_dataset"]["kept"] == 5 and meta["codeio_dataset"]["rows_in"] == 8

@@ -12,6 +12,7 @@ from codeio_dagster.tasks import (
     InputPrediction,
     OutputPrediction,
     choose_pairs,
+    make_all_tasks,
     prompt_hashes,
     task_id_for,
 )
@@ -108,7 +109,35 @@ def test_counters_and_drops():
         "dropped_no_pairs": 1,
         "dropped_invalid_pair": 1,
     }
-    assert kind.seconds >= 0
+    assert kind.seconds > 0  # set by the run, not the 0.0 a fresh kind starts with
+
+
+def test_all_kinds_merge_their_counters_once_per_function():
+    bad = [IOPairRecord(input="[1, 2]", output="3")]
+    other = FunctionView("fn2", "q?", "io", "code")
+    no_text = FunctionView("fn4", "", "io", "code")
+    none = FunctionView("fn3", "q?", "io", "code")
+    kinds = {"output_prediction": OutputPrediction(), "input_prediction": InputPrediction()}
+    records, counters = make_all_tasks(
+        kinds,
+        {"output_prediction": 2, "input_prediction": 1},
+        [FN, other, no_text, none],
+        {"fn1": PAIRS, "fn2": bad, "fn4": PAIRS[:1]},
+        include_code=True,
+        shard="s",
+    )
+    assert [(t.kind, t.function_id) for t in records] == [
+        ("output_prediction", "fn1"),
+        ("output_prediction", "fn1"),
+        ("input_prediction", "fn1"),
+    ]
+    assert counters == {
+        "rows_in": 4,  # functions
+        "kept": 3,  # tasks
+        "dropped_no_pairs": 1,  # fn3, once although both kinds saw it
+        "dropped_invalid_pair": 2,  # fn2's one pair, once per kind
+        "dropped_missing_text": 2,  # fn4's one pair, once per kind
+    }
 
 
 def test_pairs_as_row_dicts_are_accepted():

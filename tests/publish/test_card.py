@@ -70,4 +70,30 @@ def test_sample_table_shortens_and_escapes_cells():
 
 
 def test_redact_hides_the_token_and_token_shaped_strings():
-    assert redact("Bearer hf_abcdefghijklmnop and s3cret", "s3cret") == "Bearer hf_*** and ***"
+    # Built at run time so no file holds a string shaped like a Hub token; it still has the
+    # shape redact() masks by pattern.
+    token_shaped = "hf_" + "x" * 16
+    assert redact(f"Bearer {token_shaped} and s3cret", "s3cret") == "Bearer hf_*** and ***"
+
+
+def test_card_hashes_the_prompts_of_the_configured_task_kinds(tmp_path, project_root):
+    from types import SimpleNamespace
+
+    from codeio_dagster.card import card_info_provider
+    from codeio_dagster.config import load_config
+
+    plugin = project_root / "examples" / "plugins" / "output_type_task.py"
+    path = tmp_path / "codeio.yaml"
+    path.write_text(
+        "sources:\n  - {name: t, kind: folder, options: {path: corpus}}\n"
+        f"tasks:\n  plugin_modules: ['{plugin}']\n"
+        "  kinds: {output_prediction: 1, output_type_prediction: 1}\n"
+    )
+    provide = card_info_provider(load_config(path), str(path))
+    frame = pl.DataFrame({"prompt": ["p"]})
+    info = provide(SimpleNamespace(partition_key="s1"), {"codeio": frame})
+    hashes = info.prompt_template_hashes
+    # input_prediction is not configured; the plugin kind is
+    assert set(hashes) == {"refactor", "output_prediction", "output_type_prediction", "feedback"}
+    assert len(set(hashes.values())) == 4
+    assert info.funnel["codeio_rows"] == 1
