@@ -59,7 +59,7 @@ def test_parallel_processes_keep_every_shards_stats_record(make_tables, tmp_path
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     ctx = multiprocessing.get_context("spawn")
     folder = tmp_path / "published"
-    shards = [f"p{i}" for i in range(4)]
+    shards = [f"p{i}" for i in range(3)]
     barrier = ctx.Barrier(len(shards))
     children = [
         ctx.Process(target=_publish_in_child, args=(str(folder), s, make_tables(s, 2 + i), barrier))
