@@ -6,6 +6,7 @@ from codeio_dagster.llm.local_model import (
     LocalModelServer,
     ModelIntegrityError,
     assemble_model,
+    embedded_model_id,
 )
 from codeio_dagster.llm.resource import LLMResource, LocalModelConfig, PriceConfig
 from codeio_dagster.llm.settings import (
@@ -35,5 +36,6 @@ __all__ = [
     "ResponseCache",
     "SamplingParams",
     "assemble_model",
+    "embedded_model_id",
     "request_key",
 ]

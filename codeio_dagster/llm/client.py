@@ -9,7 +9,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,18 +39,33 @@ class Endpoint:
         return f"Endpoint(base_url={self.base_url!r}, default_model={self.default_model!r})"
 
 
+class Clock:
+    """Where the engine reads the time and waits (rate limits, backoff, Retry-After).
+
+    Tests substitute a virtual clock so they can check the waits asked for without sleeping
+    on a shared machine, where real durations are too noisy to assert on.
+    """
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 class TokenBucket:
     """Async token bucket: `rate_per_s` refill, bursts up to `capacity`; FIFO waiters."""
 
-    def __init__(self, rate_per_s: float, capacity: float) -> None:
+    def __init__(self, rate_per_s: float, capacity: float, clock: Clock | None = None) -> None:
         self.rate = rate_per_s
         self.capacity = max(1.0, capacity)
         self.level = self.capacity
-        self._last = time.monotonic()
+        self.clock = clock or Clock()
+        self._last = self.clock.monotonic()
         self._lock = asyncio.Lock()
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self.level = min(self.capacity, self.level + (now - self._last) * self.rate)
         self._last = now
 
@@ -63,7 +78,7 @@ class TokenBucket:
                 if self.level >= need:
                     self.level -= n
                     return
-                await asyncio.sleep((need - self.level) / self.rate)
+                await self.clock.sleep((need - self.level) / self.rate)
 
     def adjust(self, n: float) -> None:
         """Give back (n > 0) or take (n < 0) tokens once the real usage is known."""
@@ -71,12 +86,12 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + n)
 
 
-def per_minute_bucket(per_minute: int | None) -> TokenBucket | None:
+def per_minute_bucket(per_minute: int | None, clock: Clock | None = None) -> TokenBucket | None:
     """A bucket that allows `per_minute` on average with one second's worth as burst."""
     if per_minute is None:
         return None
     rate = per_minute / 60.0
-    return TokenBucket(rate, capacity=rate)
+    return TokenBucket(rate, capacity=rate, clock=clock)
 
 
 def estimate_tokens(request: ChatRequest) -> int:
@@ -273,18 +288,24 @@ async def run_requests(
     cache: ResponseCache | None,
     progress: bool | str = False,
     log: Any = None,
+    model_ids: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
 ) -> tuple[list[LLMOutcome], LLMStats]:
     """Complete `requests`; outcomes in input order, exactly one per request.
 
     `connect` is called (in a thread) only when something must be sent, so a fully cached
-    re-run never starts the embedded model.
+    re-run never starts the embedded model. `model_ids` maps a model name as sent to the
+    identity that keys the cache and is recorded on outcomes, where the name alone does not
+    pin the weights (the embedded model's alias).
     """
     log = log or _logger
+    clock = clock or Clock()
     redact = _Redactor("")
     started = time.monotonic()
     stats = LLMStats(requests=len(requests))
     models = [resolve_model(r, default_model) for r in requests]
-    hashes = [request_key(m, r.messages, r.params) for m, r in zip(models, requests, strict=True)]
+    ids = [(model_ids or {}).get(m, m) for m in models]
+    hashes = [request_key(m, r.messages, r.params) for m, r in zip(ids, requests, strict=True)]
     outcomes: list[LLMOutcome | None] = [None] * len(requests)
 
     hits = cache.get_many(hashes) if cache is not None else {}
@@ -312,18 +333,8 @@ async def run_requests(
     stats.cache_misses = len(groups)
     stats.cache_hits += sum(len(ix) - 1 for ix in groups.values())
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=len(requests),
-            initial=len(requests) - sum(map(len, groups.values())),
-            desc=progress if isinstance(progress, str) else None,
-        )
-
-    rpm = per_minute_bucket(settings.requests_per_minute)
-    tpm = per_minute_bucket(settings.tokens_per_minute)
+    rpm = per_minute_bucket(settings.requests_per_minute, clock)
+    tpm = per_minute_bucket(settings.tokens_per_minute, clock)
     failures_logged = 0
     queue: asyncio.Queue[str] = asyncio.Queue()
     for h in groups:
@@ -331,7 +342,7 @@ async def run_requests(
 
     async def one(client: Any, h: str) -> LLMOutcome:
         i0 = groups[h][0]
-        request, model = requests[i0], models[i0]
+        request, model, model_id = requests[i0], models[i0], ids[i0]
         attempts = 0
         malformed = 0
         estimate = estimate_tokens(request)
@@ -354,7 +365,7 @@ async def run_requests(
             delay = backoff_delay(
                 attempts, settings.backoff_base_s, settings.backoff_max_s, reply.retry_after
             )
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
         error = reply.error
         if error is not None and attempts > 1:
             error = f"{error} (after {attempts} attempts)"
@@ -371,7 +382,7 @@ async def run_requests(
             attempts=attempts,
             error=redact(error) if error else None,
             request_hash=h,
-            model=model,
+            model=model_id,
         )
 
     def record(h: str, out: LLMOutcome) -> None:
@@ -410,21 +421,34 @@ async def run_requests(
                     finish_reason=None,
                     error=redact(f"internal error: {type(e).__name__}: {e}"),
                     request_hash=h,
-                    model=models[i0],
+                    model=ids[i0],
                 )
             record(h, out)
 
-    if groups:
-        endpoint = await asyncio.to_thread(connect)
-        redact.secret = endpoint.api_key
-        client = _make_client(endpoint, settings)
-        try:
-            n_workers = min(settings.max_concurrency, len(groups))
-            await asyncio.gather(*(worker(client) for _ in range(n_workers)))
-        finally:
-            await client.close()
-    if bar is not None:
-        bar.close()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(requests),
+            initial=len(requests) - sum(map(len, groups.values())),
+            desc=progress if isinstance(progress, str) else None,
+        )
+    # connect() may fail (the embedded model does not start, no key): the bar must not stay
+    # open on stderr or in tqdm's registry of live bars.
+    try:
+        if groups:
+            endpoint = await asyncio.to_thread(connect)
+            redact.secret = endpoint.api_key
+            client = _make_client(endpoint, settings)
+            try:
+                n_workers = min(settings.max_concurrency, len(groups))
+                await asyncio.gather(*(worker(client) for _ in range(n_workers)))
+            finally:
+                await client.close()
+    finally:
+        if bar is not None:
+            bar.close()
 
     final: list[LLMOutcome] = []
     for i, out in enumerate(outcomes):
@@ -436,7 +460,7 @@ async def run_requests(
                 finish_reason=None,
                 error="internal error: no outcome recorded",
                 request_hash=hashes[i],
-                model=models[i],
+                model=ids[i],
             )
         final.append(out)
         stats.by_status[out.status] = stats.by_status.get(out.status, 0) + 1

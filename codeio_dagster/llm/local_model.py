@@ -33,6 +33,12 @@ INSTALL_HINT = (
 _CHUNK = 8 * 1024 * 1024
 
 
+def embedded_model_id() -> str:
+    """The embedded model as the cache and outcomes name it: its alias and pinned weights."""
+    # Read at call time, so the identity always follows the pin the weights are checked against.
+    return f"{EMBEDDED_MODEL_ALIAS}@{MODEL_SHA256[:12]}"
+
+
 class LocalModelError(RuntimeError):
     """The embedded model cannot be assembled or served."""
 

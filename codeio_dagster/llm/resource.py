@@ -13,8 +13,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from codeio_dagster.llm.cache import ResponseCache
-from codeio_dagster.llm.client import Endpoint, run_requests
-from codeio_dagster.llm.local_model import LocalModelServer
+from codeio_dagster.llm.client import Clock, Endpoint, run_requests
+from codeio_dagster.llm.local_model import LocalModelServer, embedded_model_id
 from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LLMSettings
 from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
 
@@ -70,6 +70,8 @@ class LLMResource(dg.ConfigurableResource):
 
     _server: LocalModelServer | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    # Tests set a virtual clock to check the waits asked for without really waiting.
+    _clock: Clock | None = PrivateAttr(default=None)
 
     def __repr_args__(self) -> Any:
         # The key is never shown, whatever pydantic or Dagster decide to print.
@@ -128,8 +130,12 @@ class LLMResource(dg.ConfigurableResource):
         """
         requests = list(requests)
         settings = self.settings()
+        model_ids: dict[str, str] = {}
         if settings.base_url is None:
             default_model: str | None = EMBEDDED_MODEL_ALIAS
+            # The alias names no weights: keyed on it alone, a re-pinned GGUF would be served
+            # the old model's cached replies.
+            model_ids[EMBEDDED_MODEL_ALIAS] = embedded_model_id()
 
             def connect() -> Endpoint:
                 return self._local_endpoint(settings)
@@ -152,6 +158,8 @@ class LLMResource(dg.ConfigurableResource):
                     cache=cache,
                     progress=progress,
                     log=log,
+                    model_ids=model_ids,
+                    clock=self._clock,
                 )
             )
         finally:

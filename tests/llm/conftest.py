@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import struct
@@ -13,13 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from codeio_dagster.llm.client import Clock
+
 # Script actions, one per attempt of a given prompt; the last one repeats.
 #   ("ok", text)                 200, finish_reason "stop"
 #   ("length", text)             200, finish_reason "length"
 #   ("status", code, headers)    that HTTP status with a JSON error body
 #   ("echo_auth", code)          that status, echoing the Authorization header in the body
 #   ("reset",)                   TCP reset without a reply
-#   ("slow", seconds, text)      sleep, then a normal reply
+#   ("hang",)                    no reply until the test ends, as a stuck upstream does
 #   ("malformed",)               200 with a body that is not JSON
 
 
@@ -37,6 +40,7 @@ class ScriptedServer:
     script: dict[str, list[tuple]] = field(default_factory=dict)
     arrivals: list[Arrival] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def times(self, prompt: str) -> list[float]:
         with self.lock:
@@ -115,9 +119,10 @@ def _make_handler(state: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                     )
                     self.close_connection = True
                     self.connection.close()
-                elif kind == "slow":
-                    time.sleep(action[1])
-                    self._send(200, _completion(action[2], "stop", body))
+                elif kind == "hang":
+                    # Bounded so a forgotten handler thread cannot outlive a broken test run.
+                    state.release.wait(120)
+                    self.close_connection = True
                 elif kind == "malformed":
                     self._send(200, b'{"choices": [ this is not json')
                 else:
@@ -146,6 +151,33 @@ def scripted_server() -> Iterator[ScriptedServer]:
     try:
         yield state
     finally:
+        state.release.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=10)
+
+
+class VirtualClock(Clock):
+    """A Clock whose time moves only when the engine sleeps.
+
+    Waits are recorded instead of slept, so tests assert the delays the engine asked for
+    (Retry-After, backoff, rate limits) rather than wall-clock gaps on a shared machine.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        # Still a suspension point, as a real sleep is, so other workers get to run.
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def virtual_clock() -> VirtualClock:
+    return VirtualClock()

@@ -12,6 +12,7 @@ from codeio_dagster.llm import (
     LLMResource,
     LLMSettings,
     SamplingParams,
+    embedded_model_id,
 )
 
 pytestmark = pytest.mark.model
@@ -55,7 +56,8 @@ def test_real_model_replies_through_the_resource_and_stops_at_teardown(tmp_path)
     out = seen["outcome"]
     assert out.status in {"ok", "truncated"}, out.error
     assert out.content and out.content.strip()
-    assert out.model == EMBEDDED_MODEL_ALIAS
+    # Recorded with the pinned weights' hash, which is also what the cache key names.
+    assert out.model == embedded_model_id() and out.model.startswith(EMBEDDED_MODEL_ALIAS + "@")
     assert out.prompt_tokens > 0 and 0 < out.completion_tokens <= 16
     assert (out.cached, out.attempts) == (False, 1)
     assert seen["listening"]
