@@ -152,13 +152,15 @@ def render_card(
     static: CardStatic,
     info: CardInfo,
     index: Mapping[str, Any],
-    samples: pl.DataFrame | None,
+    samples: Mapping[str, pl.DataFrame],
 ) -> str:
     """The README.md of the dataset repo: YAML header plus a body aggregating every shard."""
     header = card_header(static, info, index)
     repo = static.repo_id or "<this folder>"
     shards = index["shards"]
     configs = [c["config_name"] for c in header["configs"]]
+    # Examples and the pull command show the default config: codeio_pp when it was built.
+    shown = next((c["config_name"] for c in header["configs"] if c.get("default")), "codeio")
     out = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", ""]
     out += [f"# {header['pretty_name']}", ""]
     out += [
@@ -181,7 +183,7 @@ def render_card(
     if re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
         out += [
             "Or download the Parquet files at a pinned revision: "
-            f"`codeio pull {repo} --config codeio_pp --revision <sha>`.",
+            f"`codeio pull {repo} --config {shown} --revision <sha>`.",
             "",
         ]
     out += ["## Funnel (all shards)", ""]
@@ -209,5 +211,5 @@ def render_card(
         out += [f"- `{name}`: `{h}`" for name, h in sorted(info.prompt_template_hashes.items())]
     else:
         out.append("_(none recorded)_")
-    out += ["", "## Sample rows (`codeio_pp`)", "", sample_table(samples), ""]
+    out += ["", f"## Sample rows (`{shown}`)", "", sample_table(samples.get(shown)), ""]
     return "\n".join(out)

@@ -101,7 +101,7 @@ def shard_files(
     files = {data_path(name, shard): parquet_bytes(frame) for name, frame in usable.items()}
     index = merge_stats(stats_text, shard_stats(shard, usable, info))
     files[STATS_PATH] = dump_stats(index)
-    files["README.md"] = render_card(static, info, index, usable.get("codeio_pp")).encode()
+    files["README.md"] = render_card(static, info, index, usable).encode()
     stale = sorted(
         path
         for path in existing

@@ -33,7 +33,10 @@ def test_card_header_lists_configs_with_data_files_and_codeio_pp_default():
         shard_stats("b", {"codeio_pp": frame}, CardInfo(funnel={"raw": 6})),
     )
     card = render_card(
-        CardStatic(repo_id="o/d", license="mit", tags=["x"]), CardInfo(), index, frame
+        CardStatic(repo_id="o/d", license="mit", tags=["x"]),
+        CardInfo(),
+        index,
+        {"codeio_pp": frame},
     )
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["license"] == "mit" and "x" in header["tags"]
@@ -50,6 +53,16 @@ def test_card_header_lists_configs_with_data_files_and_codeio_pp_default():
     ]
     assert "| raw | 10 |" in card
     assert 'load_dataset("o/d", "codeio_pp", split="train")' in card
+    assert "## Sample rows (`codeio_pp`)" in card and "| p | t |" in card
+
+
+def test_without_revision_the_card_shows_and_pulls_codeio():
+    frame = pl.DataFrame({"prompt": ["only"], "turn_1": ["answer"]})
+    index = _index(shard_stats("a", {"codeio": frame}, CardInfo()))
+    card = render_card(CardStatic(repo_id="o/d"), CardInfo(), index, {"codeio": frame})
+    assert "`codeio pull o/d --config codeio --revision <sha>`" in card
+    assert "## Sample rows (`codeio`)" in card and "| only | answer |" in card
+    assert "codeio_pp" not in card
 
 
 def test_republishing_a_shard_replaces_its_stats_record():
