@@ -15,13 +15,14 @@ def card_info_provider(config: CodeioConfig, config_path: str) -> Callable:
     def provide(context, tables: Mapping[str, pl.DataFrame]):
         from codeio_dagster.assets.hub_publication import card_info_for
         from codeio_dagster.funnel import compute_funnel, load_tables
-        from codeio_dagster.llm import EMBEDDED_MODEL_ALIAS
+        from codeio_dagster.llm import embedded_model_id
         from codeio_dagster.plugins import task_kinds
         from codeio_dagster.publish import CardInfo
         from codeio_dagster.tasks import prompt_hashes
 
         stages = config.stages.model_dump()
-        default = EMBEDDED_MODEL_ALIAS if config.llm.base_url is None else "unset"
+        # The embedded model is named with its weights hash, as in the request cache.
+        default = embedded_model_id() if config.llm.base_url is None else "unset"
         models = {stage: params.get("model") or default for stage, params in stages.items()}
         names = ["raw_code", "unified_functions", "io_pairs", "prediction_tasks", "verdicts"]
         names += [f"verdicts_turn_{t}" for t in range(1, config.revision.turns + 1)]
