@@ -7,6 +7,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.shards import write_parquet_atomic
+
 
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
     """`<base_dir>/<asset key>/<partition>.parquet`; written to a temp name, then renamed."""
@@ -23,9 +25,7 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             return
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".parquet.tmp")
-        obj.write_parquet(tmp)
-        tmp.replace(path)
+        write_parquet_atomic(obj, path)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:

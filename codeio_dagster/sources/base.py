@@ -34,6 +34,13 @@ class Unit:
     stamp: str
 
 
+def row_path(table: str, row: int, name: Any) -> str:
+    """The path of one row of a table: table and row number make it unique, `name` helps read it."""
+    # A row's own path column is not unique (setup.py in every repo), so it cannot be the id.
+    ident = f"{table}:{row}"
+    return f"{ident}:{name}" if name not in (None, "") else ident
+
+
 def file_stamp(size: int, mtime_ns: int) -> str:
     """The stamp of a local file: size and modification time, read by `stat` alone."""
     return f"{size}:{mtime_ns}"

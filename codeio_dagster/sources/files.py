@@ -11,7 +11,14 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from codeio_dagster.sources.base import RawFile, Source, SourceOptions, Unit, file_stamp
+from codeio_dagster.sources.base import (
+    RawFile,
+    Source,
+    SourceOptions,
+    Unit,
+    file_stamp,
+    row_path,
+)
 
 
 class FolderOptions(SourceOptions):
@@ -111,19 +118,21 @@ class _TableSource(Source):
 
     def _table_files(self, table: Path) -> Iterator[RawFile]:
         column, path_column = self.options.content_column, self.options.path_column
+        # The key (path under the source folder), not the bare file name: a/part-0.jsonl and
+        # b/part-0.jsonl are different tables, and their rows must not share ids.
+        key = self._key(table)
         for index, row in self._rows(table):
             if column not in row:
                 raise KeyError(
-                    f"{self.name} source: {table.name} row {index} has no column {column!r}"
+                    f"{self.name} source: {key} row {index} has no column {column!r}"
                     f" (set `content_column`; columns are {sorted(row)})"
                 )
             content = row[column]
             data = content.encode("utf-8") if isinstance(content, str) else bytes(content or b"")
             name = row.get(path_column) if path_column else None
-            ident = f"{table.name}:{index}"
-            origin = {"table": table.name, "row": index}
+            origin = {"table": key, "row": index}
             origin.update({k: v for k, v in row.items() if k in ("repo_name", "blob_id") and v})
-            yield RawFile(path=f"{ident}:{name}" if name else ident, content=data, origin=origin)
+            yield RawFile(path=row_path(key, index, name), content=data, origin=origin)
 
 
 class JsonlSource(_TableSource):
@@ -145,6 +154,9 @@ class JsonlSource(_TableSource):
                         ) from err
 
 
+_PARQUET_BATCH = 4096
+
+
 class ParquetSource(_TableSource):
     """Parquet files, read in batches so a large file never sits in memory whole."""
 
@@ -153,10 +165,12 @@ class ParquetSource(_TableSource):
     suffix = ".parquet"
 
     def _rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-        import pyarrow.parquet as pq
+        import polars as pl
 
-        index = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-            for row in batch.to_pylist():
-                yield index, row
-                index += 1
+        # Slices of a lazy scan read only the row groups they need and hold no file open
+        # between batches, so a source abandoned mid-table (a tick's shard budget) leaks nothing.
+        table = pl.scan_parquet(path)
+        total = table.select(pl.len()).collect().item()
+        for offset in range(0, total, _PARQUET_BATCH):
+            batch = table.slice(offset, _PARQUET_BATCH).collect()
+            yield from enumerate(batch.iter_rows(named=True), start=offset)

@@ -11,6 +11,7 @@ Use it from codeio.yaml with
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,8 @@ class SqliteSource(Source):
         table, content, ident = (
             f'"{n}"' for n in (opts.table, opts.content_column, opts.id_column)
         )
-        with sqlite3.connect(f"file:{opts.path}?mode=ro", uri=True) as db:
+        # closing(): a connection's own `with` ends a transaction but leaves it open.
+        with contextlib.closing(sqlite3.connect(f"file:{opts.path}?mode=ro", uri=True)) as db:
             rows = db.execute(f"SELECT {ident}, {content} FROM {table} ORDER BY {ident}")
             for row_id, text in rows:
                 data = text.encode("utf-8") if isinstance(text, str) else bytes(text or b"")

@@ -6,6 +6,8 @@ import json
 import shutil
 import sqlite3
 
+import pytest
+
 from codeio_dagster.config import load_config
 from codeio_dagster.models import IOPairRecord
 from codeio_dagster.plugins import task_kinds
@@ -44,6 +46,23 @@ def test_sqlite_source_plugin_reads_rows_in_id_order(tmp_path, project_root, mon
         ("snippets:2", b"def b():\n    return 2\n"),
     ]
     assert source.counters["rows_in"] == 2
+
+
+def test_sqlite_source_plugin_closes_its_connection(tmp_path, project_root, monkeypatch):
+    config = _project(tmp_path, project_root)
+    opened: list[sqlite3.Connection] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        opened.append(real_connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    source = build_source(config.sources[0], plugin_modules=config.source_plugin_modules)
+    assert len(list(source.scan())) == 2
+    (db,) = opened
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        db.execute("SELECT 1")
 
 
 def test_output_type_task_plugin_builds_and_checks(tmp_path, project_root, monkeypatch):

@@ -2,6 +2,8 @@
 
 import json
 
+import polars as pl
+
 from codeio_dagster.rawcode import classify_landed
 from codeio_dagster.shards import Landing, plan_shards
 from codeio_dagster.sources import FolderSource, JsonlSource, RawFile
@@ -68,27 +70,27 @@ def test_unreadable_files_are_kept_with_a_reason(tmp_path):
 
 
 class Reads:
-    """Every file under `root` opened for reading (Path.open, pyarrow), e.g. by a source."""
+    """Every file under `root` opened for reading (Path.open, polars scans), e.g. by a source."""
 
     def __init__(self, monkeypatch, root):
         import pathlib
 
-        import pyarrow.parquet as pq
+        import polars as pl
 
         self.root, self.paths = str(root), []
-        real_open, real_parquet = pathlib.Path.open, pq.ParquetFile
+        real_open, real_scan = pathlib.Path.open, pl.scan_parquet
 
         def counted_open(path, mode="r", *args, **kwargs):
             if not set(mode) & set("wax+"):
                 self._note(path)
             return real_open(path, mode, *args, **kwargs)
 
-        def counted_parquet(source, *args, **kwargs):
+        def counted_scan(source, *args, **kwargs):
             self._note(source)
-            return real_parquet(source, *args, **kwargs)
+            return real_scan(source, *args, **kwargs)
 
         monkeypatch.setattr(pathlib.Path, "open", counted_open)
-        monkeypatch.setattr(pq, "ParquetFile", counted_parquet)
+        monkeypatch.setattr(pl, "scan_parquet", counted_scan)
 
     def _note(self, path):
         if str(path).startswith(self.root):
@@ -236,5 +238,141 @@ def test_hub_source_lists_blobs_and_reads_only_a_changed_file(tmp_path, monkeypa
         source = HubSource(HubSource.Options(**options))
         todo = pending_units(source.units(), {u.key: u.stamp for u in before})
         assert [u.key for u in todo] == ["data/b.jsonl"]
-        assert [f.path for f in source.scan(todo)] == ["b.py", "c.py"]
+        assert [f.path for f in source.scan(todo)] == ["data/b.jsonl:0:b.py", "data/b.jsonl:1:c.py"]
         assert source.units_done == todo
+
+
+def test_same_named_tables_in_different_folders_both_land(tmp_path):
+    from codeio_dagster.shards import land_new_shards
+
+    raw = tmp_path / "raw"
+    for folder in ("a", "b"):
+        _jsonl(raw / "jl" / folder / "part-0.jsonl", [f"{folder}1"])
+        _parquet(raw / "pq" / folder / "part-0.parquet", [f"{folder}2"])
+    (raw / "py").mkdir()
+    config, landing = _config(tmp_path, size=10), Landing(tmp_path / "landing")
+
+    land_new_shards(config, landing)
+    index = landing.index().filter(landing.index()["source"] != "py")
+    assert sorted(index["path"].to_list()) == [
+        "a/part-0.jsonl:0:a1",
+        "a/part-0.parquet:0:a2",
+        "b/part-0.jsonl:0:b1",
+        "b/part-0.parquet:0:b2",
+    ]
+    assert land_new_shards(config, landing) == []
+
+
+def test_a_path_repeated_within_a_scan_lands_as_a_dropped_duplicate(tmp_path):
+    landing = Landing(tmp_path)
+    files = [
+        RawFile("t:1", b"x = 1\n"),
+        RawFile("t:2", b"x = 2\n"),
+        RawFile("t:1", b"x = 3\n"),  # another row the source gave the same id
+    ]
+    (shard,) = plan_shards(files, source="s", index=landing.index(), shard_size=10)
+    frame = classify_landed(shard.rows, max_bytes=100)
+    assert frame.select("path", "status", "duplicate_of").rows() == [
+        ("t:1", "ok", None),
+        ("t:2", "ok", None),
+        ("t:1", "duplicate", "t:1"),
+    ]
+    landing.write([shard])
+    # A rescan of the same rows finds both t:1 rows landed already.
+    assert plan_shards(files, source="s", index=landing.index(), shard_size=10) == []
+
+
+def test_duplicates_point_at_the_first_path_landed_earlier_or_in_an_earlier_shard(tmp_path):
+    landing = Landing(tmp_path)
+    landing.write(
+        plan_shards([RawFile("old.py", b"a\n")], source="s", index=landing.index(), shard_size=1)
+    )
+    files = [RawFile("n1.py", b"b\n"), RawFile("n2.py", b"a\n"), RawFile("n3.py", b"b\n")]
+    shards = plan_shards(files, source="s", index=landing.index(), shard_size=1)
+    assert [s.name for s in shards] == ["s-00001", "s-00002", "s-00003"]
+    rows = [s.rows.select("shard", "path", "duplicate_of").row(0) for s in shards]
+    assert rows == [
+        ("s-00001", "n1.py", None),
+        ("s-00002", "n2.py", "old.py"),
+        ("s-00003", "n3.py", "n1.py"),
+    ]
+
+
+def test_parquet_tables_are_read_in_order_across_batches(tmp_path, monkeypatch):
+    from codeio_dagster.sources import ParquetSource, files
+
+    monkeypatch.setattr(files, "_PARQUET_BATCH", 2)
+    names = [f"p{i}" for i in range(5)]
+    _parquet(tmp_path / "t.parquet", names)
+    source = ParquetSource(ParquetSource.Options(path=tmp_path / "t.parquet"))
+    assert [f.path for f in source.scan()] == [f"t.parquet:{i}:{n}" for i, n in enumerate(names)]
+
+
+def test_unrequested_shards_are_the_landed_ones_the_instance_lacks():
+    from codeio_dagster.shards import unrequested_shards
+
+    index = pl.DataFrame({"shard": ["s-00000", "s-00000", "t-00000", "s-00001"]})
+    assert unrequested_shards(index, ["s-00000"]) == ["t-00000", "s-00001"]
+    assert unrequested_shards(index, ["s-00000", "t-00000", "s-00001"]) == []
+
+
+# Child processes run these scripts with `python -c`: test modules are not importable by name,
+# so multiprocessing's spawn could not find a target defined here.
+_LOCK_IS_FREE = """
+import fcntl, sys
+with open(sys.argv[1], "a") as handle:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(3)
+"""
+_LAND = """
+import sys
+from codeio_dagster.config import load_config
+from codeio_dagster.shards import Landing, land_new_shards
+config, landing = load_config(sys.argv[1]), Landing(sys.argv[2])
+for _ in range(int(sys.argv[3])):
+    land_new_shards(config, landing, max_shards=1)
+"""
+
+
+def test_the_landing_lock_is_held_against_other_processes(tmp_path):
+    import subprocess
+    import sys
+
+    landing = Landing(tmp_path)
+    probe = [sys.executable, "-c", _LOCK_IS_FREE, str(tmp_path / "_index.lock")]
+    with landing.lock(), landing.lock():  # re-entrant within one Landing
+        assert subprocess.run(probe).returncode == 3
+    assert subprocess.run(probe).returncode == 0
+
+
+def test_two_processes_landing_at_once_land_every_file_once(tmp_path):
+    import subprocess
+    import sys
+
+    _py(tmp_path / "raw" / "py", [f"f{i:02d}" for i in range(24)])
+    _jsonl(tmp_path / "raw" / "jl" / "0.jsonl", [f"j{i:02d}" for i in range(24)])
+    config = tmp_path / "codeio.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "sources": [
+                    {"name": "py", "kind": "folder", "options": {"path": "raw/py"}},
+                    {"name": "jl", "kind": "jsonl", "options": {"path": "raw/jl"}},
+                ],
+                "shards": {"size": 1},
+            }
+        )
+    )
+    landing_dir = tmp_path / "landing"
+    command = [sys.executable, "-c", _LAND, str(config), str(landing_dir), "30"]
+    workers = [subprocess.Popen(command) for _ in range(2)]
+    assert [w.wait() for w in workers] == [0, 0]
+
+    index = Landing(landing_dir).index()
+    assert index.height == 48
+    assert index.select("source", "path").is_duplicated().sum() == 0
+    assert index["shard"].n_unique() == 48
+    assert all(Landing(landing_dir).read(s).height == 1 for s in index["shard"])
+    assert not list(landing_dir.glob(".*.tmp"))

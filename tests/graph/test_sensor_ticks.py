@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 
 import dagster as dg
+import pytest
 
 from codeio_dagster.config import load_config
 from codeio_dagster.resources import build_resources
@@ -55,3 +56,52 @@ def test_unchanged_source_tick_reads_nothing_and_a_new_file_lands(
     assert opened == ["c1.py"]
     assert instance.get_dynamic_partitions("shards") == ["t-00000", "t-00001", "t-00002"]
     assert tick()[0] == [] and opened == []
+
+
+def _two_source_config(tmp_path, graph_files):
+    """The graph config with a second source, `broken`, whose folder does not exist yet."""
+    path = graph_files.write_config(tmp_path, "http://127.0.0.1:9/v1", shard_size=2)
+    text = pathlib.Path(path).read_text()
+    good = '  - {name: t, kind: folder, options: {path: corpus, glob: "*.py"}}\n'
+    broken = '  - {name: broken, kind: folder, options: {path: later, glob: "*.py"}}\n'
+    assert good in text
+    pathlib.Path(path).write_text(text.replace(good, good + broken))
+    return build_resources(load_config(path), path)["codeio"]
+
+
+def _tick(instance, codeio):
+    context = dg.build_sensor_context(instance=instance, resources={"codeio": codeio})
+    result = raw_code_sensor(context)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return [r.partition_key for r in result.run_requests or []]
+
+
+def test_a_failing_source_does_not_hold_back_the_shards_of_a_good_one(tmp_path, graph_files):
+    graph_files.write_corpus(tmp_path / "corpus", ["a1", "a2", "b1"])
+    codeio = _two_source_config(tmp_path, graph_files)
+    instance = dg.DagsterInstance.ephemeral()
+
+    assert _tick(instance, codeio) == ["t-00000", "t-00001"]
+    assert instance.get_dynamic_partitions("shards") == ["t-00000", "t-00001"]
+    # Nothing new and the source still broken: the tick fails, naming the source.
+    with pytest.raises(RuntimeError, match=r"broken: FileNotFoundError"):
+        _tick(instance, codeio)
+
+    graph_files.write_corpus(tmp_path / "later", ["c1"])
+    assert _tick(instance, codeio) == ["broken-00000"]
+
+
+def test_shards_landed_by_a_failed_tick_are_requested_by_the_next(tmp_path, graph_files):
+    from codeio_dagster.shards import land_new_shards
+
+    graph_files.write_corpus(tmp_path / "corpus", ["a1", "a2", "b1"])
+    codeio = _two_source_config(tmp_path, graph_files)
+    instance = dg.DagsterInstance.ephemeral()
+    # As a tick that raised after landing: shards indexed, no partition or run for them.
+    with pytest.raises(FileNotFoundError):
+        land_new_shards(codeio.config, codeio.landing())
+    assert codeio.landing().shards()["shard"].unique().sort().to_list() == ["t-00000", "t-00001"]
+
+    assert _tick(instance, codeio) == ["t-00000", "t-00001"]
+    assert instance.get_dynamic_partitions("shards") == ["t-00000", "t-00001"]

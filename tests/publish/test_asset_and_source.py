@@ -97,12 +97,15 @@ def test_hub_source_reads_a_pinned_revision(hub, tmp_path):
     pinned = HubSource(
         HubSource.Options(repo_id="o/raw", revision=first, files="**/*.jsonl", cache_dir=cache)
     )
-    assert [(f.path, f.content) for f in pinned.scan()] == [("c.py", b"def f():\n    return 3\n")]
+    assert [(f.path, f.content) for f in pinned.scan()] == [
+        ("extra/more.jsonl:0:c.py", b"def f():\n    return 3\n")
+    ]
     assert pinned.provenance()["revision"] == first
 
     branch = HubSource(HubSource.Options(repo_id="o/raw", files="data/*.parquet", cache_dir=cache))
     files = list(branch.scan())
-    assert [f.path for f in files] == ["a.py", "b.py"] and files[1].content == b"x = 2\n"
+    assert [f.path for f in files] == ["data/part-0.parquet:0:a.py", "data/part-0.parquet:1:b.py"]
+    assert files[1].content == b"x = 2\n"
     assert files[0].origin == {
         "repo_id": "o/raw",
         "revision": later,
@@ -124,3 +127,41 @@ def test_hub_source_names_a_missing_column(hub, tmp_path):
         list(source.files())
     with pytest.raises(ValueError, match="must look like 'owner/name'"):
         HubSource.Options(repo_id="raw")
+
+
+def test_hub_rows_sharing_a_path_or_missing_one_all_land_with_a_status(hub, tmp_path):
+    from codeio_dagster.rawcode import classify_landed
+    from codeio_dagster.shards import Landing, plan_shards
+
+    api = HfApi(endpoint=hub.url)
+    api.create_repo("o/raw3", repo_type="dataset")
+
+    def table(paths, contents):
+        buf = io.BytesIO()
+        pl.DataFrame(
+            {"path": paths, "content": contents}, schema={"path": pl.String, "content": pl.String}
+        ).write_parquet(buf)
+        return buf.getvalue()
+
+    ops = [
+        CommitOperationAdd("a.parquet", table(["setup.py", None], ["x = 1\n", "y = 2\n"])),
+        CommitOperationAdd("b.parquet", table(["setup.py", "gone.py"], ["x = 3\n", None])),
+    ]
+    api.create_commit("o/raw3", ops, commit_message="raw", repo_type="dataset")
+    source = HubSource(HubSource.Options(repo_id="o/raw3", cache_dir=str(tmp_path / "cache")))
+
+    files = list(source.scan())
+    assert [f.path for f in files] == [
+        "a.parquet:0:setup.py",
+        "a.parquet:1",
+        "b.parquet:0:setup.py",
+        "b.parquet:1:gone.py",
+    ]
+    (shard,) = plan_shards(files, source="h", index=Landing(tmp_path).index(), shard_size=10)
+    frame = classify_landed(shard.rows, max_bytes=1000)
+    assert dict(zip(frame["path"], frame["status"], strict=True)) == {
+        "a.parquet:0:setup.py": "ok",
+        "a.parquet:1": "ok",
+        "b.parquet:0:setup.py": "ok",
+        "b.parquet:1:gone.py": "empty",
+    }
