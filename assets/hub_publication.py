@@ -94,6 +94,3 @@ def build_hub_publication(
         return dg.MaterializeResult(metadata=publication_metadata(result))
 
     return hub_publication
-
-
-hub_publication = build_hub_publication()

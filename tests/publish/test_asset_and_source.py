@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from codeio_dagster.assets.hub_publication import hub_publication
+from codeio_dagster.assets.hub_publication import build_hub_publication
 from codeio_dagster.partitions import shards
 from codeio_dagster.publish import HubPublisher, LocalFolderPublisher
 from codeio_dagster.sources.hub import HubSource
@@ -35,7 +35,7 @@ def _materialize(tables, publisher, shard="s7"):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("shards", [shard])
     result = dg.materialize(
-        [*_upstream(tables), hub_publication],
+        [*_upstream(tables), build_hub_publication()],
         partition_key=shard,
         instance=instance,
         resources={"publisher": publisher, "mem": dg.InMemoryIOManager()},
