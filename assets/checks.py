@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from codeio_dagster.assets.responses import responses_name, verdicts_name
 from codeio_dagster.config import CodeioConfig
+from codeio_dagster.io_manager import partition_path, stage_tables_dir
 from codeio_dagster.models import (
     DatasetRow,
     IOPairsRecord,
@@ -29,8 +30,8 @@ def _stored(
     context: dg.AssetCheckExecutionContext, codeio: CodeioResource, asset: str
 ) -> pl.DataFrame:
     # The partition just materialised, read where the IO manager stored it.
-    path = codeio.config.data_dir / "assets" / asset / f"{context.partition_key}.parquet"
-    return pl.read_parquet(path)
+    stored = stage_tables_dir(codeio.config.data_dir)
+    return pl.read_parquet(partition_path(stored, asset, context.partition_key))
 
 
 def _schema_check(asset: str, model: type[BaseModel]) -> dg.AssetChecksDefinition:

@@ -15,6 +15,7 @@ def card_info_provider(config: CodeioConfig, config_path: str) -> Callable:
     def provide(context, tables: Mapping[str, pl.DataFrame]):
         from codeio_dagster.assets.hub_publication import card_info_for
         from codeio_dagster.funnel import compute_funnel, load_tables
+        from codeio_dagster.io_manager import stage_tables_dir
         from codeio_dagster.llm import embedded_model_id
         from codeio_dagster.plugins import task_kinds
         from codeio_dagster.publish import CardInfo
@@ -28,7 +29,7 @@ def card_info_provider(config: CodeioConfig, config_path: str) -> Callable:
         names += [f"verdicts_turn_{t}" for t in range(1, config.revision.turns + 1)]
         # The card names the kinds this config runs (plugins included), not a fixed pair.
         kinds = task_kinds(config.tasks.kinds, config.tasks.plugin_modules).values()
-        stored = load_tables(config.data_dir / "assets", [context.partition_key], names)
+        stored = load_tables(stage_tables_dir(config.data_dir), [context.partition_key], names)
         funnel = compute_funnel(
             {
                 **stored,

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from codeio_dagster.assets.checks import build_checks
     from codeio_dagster.config import ConfigError, load_config
     from codeio_dagster.funnel import compute_funnel, load_tables
+    from codeio_dagster.io_manager import stage_tables_dir
     from codeio_dagster.partitions import shards
     from codeio_dagster.resources import build_resources
     from codeio_dagster.shards import Landing, land_new_shards
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[codeio] shard {shard} failed; see the run in the Dagster UI (make dev)")
             return 1
 
-    asset_dir = config.data_dir / "assets"
+    asset_dir = stage_tables_dir(config.data_dir)
     asset_names = [
         "raw_code",
         "unified_functions",

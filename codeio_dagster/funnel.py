@@ -39,11 +39,11 @@ def compute_funnel(tables: dict[str, pl.DataFrame], turns: int) -> dict[str, int
 
 def load_tables(asset_dir, shards: list[str], names: list[str]) -> dict[str, pl.DataFrame]:
     """The stored partitions of the named assets, concatenated over shards."""
-    from pathlib import Path
+    from codeio_dagster.io_manager import partition_path
 
     tables = {}
     for name in names:
-        paths = [Path(asset_dir) / name / f"{s}.parquet" for s in shards]
+        paths = [partition_path(asset_dir, name, s) for s in shards]
         paths = [p for p in paths if p.exists()]
         if paths:
             tables[name] = pl.concat([pl.read_parquet(p) for p in paths], how="vertical_relaxed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -10,15 +11,25 @@ import polars as pl
 from codeio_dagster.shards import write_parquet_atomic
 
 
+def stage_tables_dir(data_dir: str | Path) -> Path:
+    """Where the stage tables of a config's `data_dir` live (the IO manager's base_dir)."""
+    return Path(data_dir) / "assets"
+
+
+def partition_path(base_dir: str | Path, asset: str | Sequence[str], partition: str) -> Path:
+    """`<base_dir>/<asset key>/<partition>.parquet`: the one place that knows the layout."""
+    key = [asset] if isinstance(asset, str) else list(asset)
+    return Path(base_dir).joinpath(*key) / f"{partition}.parquet"
+
+
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
     """`<base_dir>/<asset key>/<partition>.parquet`; written to a temp name, then renamed."""
 
     base_dir: str
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        key = context.asset_key.path
         partition = context.asset_partition_key if context.has_asset_partitions else "all"
-        return Path(self.base_dir).joinpath(*key) / f"{partition}.parquet"
+        return partition_path(self.base_dir, context.asset_key.path, partition)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
         if obj is None:
