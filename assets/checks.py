@@ -8,7 +8,6 @@ import dagster as dg
 import polars as pl
 from pydantic import BaseModel
 
-from codeio_dagster.assets.responses import responses_name, verdicts_name
 from codeio_dagster.config import CodeioConfig
 from codeio_dagster.io_manager import partition_path, stage_tables_dir
 from codeio_dagster.models import (
@@ -24,6 +23,7 @@ from codeio_dagster.models import (
 )
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
+from codeio_dagster.turns import responses_name, verdicts_name
 
 
 def _stored(

@@ -4,9 +4,9 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.assembly import assemble_codeio, assemble_codeio_pp, drop_counts
-from codeio_dagster.assets.responses import responses_name, verdicts_name
 from codeio_dagster.metadata import stage_metadata
 from codeio_dagster.partitions import shards
+from codeio_dagster.turns import responses_name, verdicts_name
 
 _SAMPLE = ["kind", "verdict_1", "verdict_2", "turn_1"]
 

@@ -9,17 +9,10 @@ from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import ResponseRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
+from codeio_dagster.turns import responses_name, verdicts_name
 
 # Not asked again: right already, or no reply to revise.
 NO_REVISION_STATUSES = ("correct", "request_failed")
-
-
-def responses_name(turn: int) -> str:
-    return "responses" if turn == 0 else f"responses_turn_{turn}"
-
-
-def verdicts_name(turn: int) -> str:
-    return "verdicts" if turn == 0 else f"verdicts_turn_{turn}"
 
 
 def ask(

@@ -20,13 +20,14 @@ def card_info_provider(config: CodeioConfig, config_path: str) -> Callable:
         from codeio_dagster.plugins import task_kinds
         from codeio_dagster.publish import CardInfo
         from codeio_dagster.tasks import prompt_hashes
+        from codeio_dagster.turns import verdicts_name
 
         stages = config.stages.model_dump()
         # The embedded model is named with its weights hash, as in the request cache.
         default = embedded_model_id() if config.llm.base_url is None else "unset"
         models = {stage: params.get("model") or default for stage, params in stages.items()}
         names = ["raw_code", "unified_functions", "io_pairs", "prediction_tasks", "verdicts"]
-        names += [f"verdicts_turn_{t}" for t in range(1, config.revision.turns + 1)]
+        names += [verdicts_name(t) for t in range(1, config.revision.turns + 1)]
         # The card names the kinds this config runs (plugins included), not a fixed pair.
         kinds = task_kinds(config.tasks.kinds, config.tasks.plugin_modules).values()
         stored = load_tables(stage_tables_dir(config.data_dir), [context.partition_key], names)

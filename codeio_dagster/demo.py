@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from codeio_dagster.partitions import shards
     from codeio_dagster.resources import build_resources
     from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.turns import verdicts_name
 
     start = time.perf_counter()
     try:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "io_pairs",
         "prediction_tasks",
         "verdicts",
-        *[f"verdicts_turn_{t}" for t in range(1, config.revision.turns + 1)],
+        *[verdicts_name(t) for t in range(1, config.revision.turns + 1)],
         "codeio_dataset",
         "codeio_pp_dataset",
     ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from codeio_dagster.turns import verdicts_name
+
 
 def _ok(frame: pl.DataFrame | None, status: str = "ok") -> int:
     return 0 if frame is None else frame.filter(pl.col("status") == status).height
@@ -16,9 +18,7 @@ def compute_funnel(tables: dict[str, pl.DataFrame], turns: int) -> dict[str, int
     if io is not None and not io.is_empty():
         pairs = int(io.filter(pl.col("status") == "ok").get_column("pairs").list.len().sum() or 0)
     correct_first = _ok(tables.get("verdicts"), "correct")
-    correct_later = sum(
-        _ok(tables.get(f"verdicts_turn_{t}"), "correct") for t in range(1, turns + 1)
-    )
+    correct_later = sum(_ok(tables.get(verdicts_name(t)), "correct") for t in range(1, turns + 1))
     return {
         "raw_files": 0 if tables.get("raw_code") is None else tables["raw_code"].height,
         "readable_files": _ok(tables.get("raw_code")),
