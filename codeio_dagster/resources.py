@@ -46,13 +46,13 @@ def build_resources(config: CodeioConfig, config_path: str) -> dict[str, object]
     import os
 
     from codeio_dagster.io_manager import PolarsParquetIOManager
-    from codeio_dagster.llm import LLMResource
+    from codeio_dagster.llm import llm_from_settings
     from codeio_dagster.publish import publisher_from_settings
 
     api_key = dg.EnvVar(config.llm.api_key_env) if os.environ.get(config.llm.api_key_env) else None
     return {
         "codeio": CodeioResource(config_path=config_path),
-        "llm": LLMResource.from_settings(config.llm, api_key=api_key),
+        "llm": llm_from_settings(config.llm, api_key=api_key),
         "publisher": publisher_from_settings(
             config.publish,
             token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None,

@@ -8,7 +8,14 @@ from codeio_dagster.llm.local_model import (
     assemble_model,
     embedded_model_id,
 )
-from codeio_dagster.llm.resource import LLMResource, LocalModelConfig, PriceConfig
+from codeio_dagster.llm.resource import (
+    EmbeddedLLM,
+    LLMResource,
+    LocalModelConfig,
+    PriceConfig,
+    RemoteLLM,
+    llm_from_settings,
+)
 from codeio_dagster.llm.settings import (
     EMBEDDED_MODEL_ALIAS,
     LLMSettings,
@@ -22,6 +29,7 @@ __all__ = [
     "CACHE_FORMAT_VERSION",
     "EMBEDDED_MODEL_ALIAS",
     "ChatRequest",
+    "EmbeddedLLM",
     "LLMOutcome",
     "LLMResource",
     "LLMSettings",
@@ -33,9 +41,11 @@ __all__ = [
     "ModelIntegrityError",
     "Price",
     "PriceConfig",
+    "RemoteLLM",
     "ResponseCache",
     "SamplingParams",
     "assemble_model",
     "embedded_model_id",
+    "llm_from_settings",
     "request_key",
 ]

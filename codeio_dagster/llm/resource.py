@@ -1,4 +1,10 @@
-"""LLMResource: the Dagster resource over the async engine, with the embedded model lifecycle."""
+"""The LLM resources: one interface over the async engine, a remote and an embedded endpoint.
+
+`LLMResource` owns the shared work (settings, request cache, `complete_many`, stats); each
+implementation only says where requests go: `RemoteLLM` to an OpenAI-compatible endpoint with
+a key, `EmbeddedLLM` to the local model server it starts on first use and stops at teardown.
+`llm_from_settings` (or `LLMResource.from_settings`) picks the implementation.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,8 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -46,16 +53,27 @@ def _run_sync[T](coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
+@dataclass(frozen=True)
+class Backend:
+    """Where one `complete_many` call sends its requests.
+
+    `connect` is called only when a request misses the cache; `default_model` serves requests
+    whose params.model is null; `model_ids` maps a served model name to the identity cache keys
+    and outcomes record.
+    """
+
+    connect: Callable[[], Endpoint]
+    default_model: str | None = None
+    model_ids: Mapping[str, str] = field(default_factory=dict)
+
+
 class LLMResource(dg.ConfigurableResource):
     """OpenAI-compatible chat completions with limits, retries, cost and a durable cache.
 
-    With `base_url` unset, the embedded local model is started on first use and stopped at
-    teardown (or when the `with` block ends outside Dagster).
+    The interface assets ask for (`llm: LLMResource`); `RemoteLLM` and `EmbeddedLLM` implement
+    `_backend`. `local_model.cache_dir` also locates the request cache, so both keep it.
     """
 
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    api_key: str | None = Field(default=None, repr=False)
     max_concurrency: int = 8
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
@@ -68,54 +86,29 @@ class LLMResource(dg.ConfigurableResource):
     cache_path: str | None = None
     local_model: LocalModelConfig = LocalModelConfig()
 
-    _server: LocalModelServer | None = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     # Tests set a virtual clock to check the waits asked for without really waiting.
     _clock: Clock | None = PrivateAttr(default=None)
-
-    def __repr_args__(self) -> Any:
-        # The key is never shown, whatever pydantic or Dagster decide to print.
-        for name, value in super().__repr_args__():
-            yield (name, "***" if name == "api_key" and value is not None else value)
 
     def __str__(self) -> str:
         return repr(self)
 
     @classmethod
     def from_settings(cls, settings: LLMSettings, api_key: str | None = None) -> LLMResource:
-        """A resource configured from validated LLMSettings."""
-        # The Dagster config mirrors LLMSettings field for field, with paths as strings.
-        return cls(**settings.model_dump(mode="json"), api_key=api_key)
+        """The implementation the settings select (see `llm_from_settings`)."""
+        resource = llm_from_settings(settings, api_key=api_key)
+        if not isinstance(resource, cls):
+            raise TypeError(
+                f"{cls.__name__}.from_settings: these settings select {type(resource).__name__}"
+            )
+        return resource
 
     def settings(self) -> LLMSettings:
         """The validated settings this resource runs with (the key is not part of them)."""
         return LLMSettings.model_validate(self.model_dump(exclude={"api_key"}))
 
-    def _local_endpoint(self, settings: LLMSettings) -> Endpoint:
-        with self._lock:
-            if self._server is None:
-                self._server = LocalModelServer(settings.local_model).start()
-            server = self._server
-        return Endpoint(server.base_url, server.api_key, default_model=server.model)
-
-    def _remote_endpoint(self, settings: LLMSettings) -> Endpoint:
-        assert settings.base_url is not None
-        key: str | None = self.api_key
-        if isinstance(key, dg.EnvVar):
-            # Used outside a Dagster run, the field still holds the variable's name.
-            key = key.get_value()
-        key = key or os.environ.get(settings.api_key_env)
-        if not key:
-            raise ValueError(
-                f"no API key for {settings.base_url}: set the environment variable "
-                f"{settings.api_key_env} (llm.api_key_env names it)"
-            )
-        return Endpoint(settings.base_url, key)
-
-    @property
-    def local_server(self) -> LocalModelServer | None:
-        """The embedded server if this resource started one."""
-        return self._server
+    def _backend(self, settings: LLMSettings) -> Backend:
+        """Where requests go; called once per `complete_many`, before any cache lookup."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _backend")
 
     def complete_many(
         self,
@@ -130,35 +123,19 @@ class LLMResource(dg.ConfigurableResource):
         """
         requests = list(requests)
         settings = self.settings()
-        model_ids: dict[str, str] = {}
-        if settings.base_url is None:
-            default_model: str | None = EMBEDDED_MODEL_ALIAS
-            # The alias names no weights: keyed on it alone, a re-pinned GGUF would be served
-            # the old model's cached replies.
-            model_ids[EMBEDDED_MODEL_ALIAS] = embedded_model_id()
-
-            def connect() -> Endpoint:
-                return self._local_endpoint(settings)
-        else:
-            # A missing key fails before any work, not after the cache lookup.
-            remote = self._remote_endpoint(settings)
-            default_model = None
-
-            def connect() -> Endpoint:
-                return remote
-
+        backend = self._backend(settings)
         cache = ResponseCache(settings.resolved_cache_path()) if settings.use_cache else None
         try:
             return _run_sync(
                 run_requests(
                     requests,
                     settings=settings,
-                    connect=connect,
-                    default_model=default_model,
+                    connect=backend.connect,
+                    default_model=backend.default_model,
                     cache=cache,
                     progress=progress,
                     log=log,
-                    model_ids=model_ids,
+                    model_ids=backend.model_ids,
                     clock=self._clock,
                 )
             )
@@ -167,11 +144,7 @@ class LLMResource(dg.ConfigurableResource):
                 cache.close()
 
     def close(self) -> None:
-        """Stop the embedded server if this resource started one."""
-        with self._lock:
-            server, self._server = self._server, None
-        if server is not None:
-            server.stop()
+        """Release whatever this resource started (nothing, unless an implementation says so)."""
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
@@ -181,3 +154,83 @@ class LLMResource(dg.ConfigurableResource):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RemoteLLM(LLMResource):
+    """A remote OpenAI-compatible endpoint; the key comes from `api_key` or `$api_key_env`."""
+
+    base_url: str
+    api_key_env: str = "OPENAI_API_KEY"
+    api_key: str | None = Field(default=None, repr=False)
+
+    def __repr_args__(self) -> Any:
+        # The key is never shown, whatever pydantic or Dagster decide to print.
+        for name, value in super().__repr_args__():
+            yield (name, "***" if name == "api_key" and value is not None else value)
+
+    def _backend(self, settings: LLMSettings) -> Backend:
+        assert settings.base_url is not None
+        # A missing key fails before any work, not after the cache lookup.
+        endpoint = Endpoint(settings.base_url, self._key(settings))
+        return Backend(connect=lambda: endpoint)
+
+    def _key(self, settings: LLMSettings) -> str:
+        key: str | None = self.api_key
+        if isinstance(key, dg.EnvVar):
+            # Used outside a Dagster run, the field still holds the variable's name.
+            key = key.get_value()
+        key = key or os.environ.get(settings.api_key_env)
+        if not key:
+            raise ValueError(
+                f"no API key for {settings.base_url}: set the environment variable "
+                f"{settings.api_key_env} (llm.api_key_env names it)"
+            )
+        return key
+
+
+class EmbeddedLLM(LLMResource):
+    """The embedded local model: its server starts on first use and stops at teardown (or when
+    the `with` block ends outside Dagster). A fully cached call never starts it."""
+
+    _server: LocalModelServer | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def _backend(self, settings: LLMSettings) -> Backend:
+        return Backend(
+            connect=lambda: self._local_endpoint(settings),
+            default_model=EMBEDDED_MODEL_ALIAS,
+            # The alias names no weights: keyed on it alone, a re-pinned GGUF would be served
+            # the old model's cached replies.
+            model_ids={EMBEDDED_MODEL_ALIAS: embedded_model_id()},
+        )
+
+    def _local_endpoint(self, settings: LLMSettings) -> Endpoint:
+        with self._lock:
+            if self._server is None:
+                self._server = LocalModelServer(settings.local_model).start()
+            server = self._server
+        return Endpoint(server.base_url, server.api_key, default_model=server.model)
+
+    @property
+    def local_server(self) -> LocalModelServer | None:
+        """The embedded server if this resource started one."""
+        return self._server
+
+    def close(self) -> None:
+        """Stop the embedded server if this resource started one."""
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+
+def llm_from_settings(settings: LLMSettings, api_key: str | dg.EnvVar | None = None) -> LLMResource:
+    """The LLM resource for the settings: `EmbeddedLLM` when `base_url` is unset, else
+    `RemoteLLM`; pass `api_key=dg.EnvVar(settings.api_key_env)` for the remote one."""
+    # The Dagster config mirrors LLMSettings field for field, with paths as strings.
+    fields = settings.model_dump(mode="json")
+    if settings.base_url is None:
+        # The embedded server needs no key; base_url and api_key_env mean nothing to it.
+        del fields["base_url"], fields["api_key_env"]
+        return EmbeddedLLM(**fields)
+    return RemoteLLM(**fields, api_key=api_key)

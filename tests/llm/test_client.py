@@ -1,22 +1,26 @@
-"""LLMResource against a scripted OpenAI-compatible server over real sockets."""
+"""The LLM resources (remote and embedded) against a scripted OpenAI-compatible server."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from codeio_dagster.llm import (
     EMBEDDED_MODEL_ALIAS,
     ChatRequest,
+    EmbeddedLLM,
     LLMResource,
     LLMSettings,
     LocalModelError,
     LocalModelServer,
     Price,
+    RemoteLLM,
     SamplingParams,
     embedded_model_id,
+    llm_from_settings,
 )
 from codeio_dagster.llm import local_model as local_model_module
 from codeio_dagster.llm.client import Clock, Endpoint
@@ -49,7 +53,7 @@ def serve_embedded_alias_from(monkeypatch, server) -> None:
     def endpoint(self, settings):
         return Endpoint(server.base_url, "test-key", default_model=EMBEDDED_MODEL_ALIAS)
 
-    monkeypatch.setattr(LLMResource, "_local_endpoint", endpoint)
+    monkeypatch.setattr(EmbeddedLLM, "_local_endpoint", endpoint)
 
 
 def req(prompt: str, key: str | None = None, **params) -> ChatRequest:
@@ -278,12 +282,12 @@ def test_api_key_never_leaks(scripted_server, tmp_path, monkeypatch):
     assert "***" in outcomes[0].error
 
     monkeypatch.delenv("CODEIO_TEST_MISSING_KEY", raising=False)
-    keyless = LLMResource(base_url=scripted_server.base_url, api_key_env="CODEIO_TEST_MISSING_KEY")
+    keyless = RemoteLLM(base_url=scripted_server.base_url, api_key_env="CODEIO_TEST_MISSING_KEY")
     with pytest.raises(ValueError, match="set the environment variable CODEIO_TEST_MISSING_KEY"):
         keyless.complete_many([req("x")])
 
     monkeypatch.setenv("CODEIO_TEST_KEY", secret)
-    from_env = LLMResource(
+    from_env = RemoteLLM(
         base_url=scripted_server.base_url,
         api_key_env="CODEIO_TEST_KEY",
         cache_path=str(tmp_path / "c2.sqlite"),
@@ -430,3 +434,77 @@ def test_resource_round_trips_every_setting(tmp_path):
     llm = LLMResource.from_settings(settings, api_key="sk-test-key-0002")
     assert llm.settings() == settings
     assert "api_key" not in llm.settings().model_dump()
+
+
+def test_the_factory_picks_the_implementation_from_base_url(tmp_path, monkeypatch):
+    remote_settings = LLMSettings(base_url="http://127.0.0.1:9/v1", cache_path=tmp_path / "c")
+    remote = LLMResource.from_settings(remote_settings, api_key="sk-test-key-0003")
+    assert type(remote) is RemoteLLM and remote.base_url == "http://127.0.0.1:9/v1"
+    assert type(llm_from_settings(remote_settings)) is RemoteLLM
+
+    embedded_settings = LLMSettings(
+        cache_path=tmp_path / "c", local_model={"n_parallel": 2, "cache_dir": str(tmp_path)}
+    )
+    # The embedded server takes no key: one passed along (build_resources does) is dropped.
+    embedded = LLMResource.from_settings(embedded_settings, api_key="sk-test-key-0003")
+    assert type(embedded) is EmbeddedLLM
+    assert "sk-test-key-0003" not in repr(embedded)
+    assert embedded.settings() == embedded_settings
+    assert embedded.local_server is None  # started lazily, not at construction
+
+    # Asked of an implementation, the factory refuses settings that select the other one.
+    assert type(RemoteLLM.from_settings(remote_settings)) is RemoteLLM
+    with pytest.raises(TypeError, match="select EmbeddedLLM"):
+        RemoteLLM.from_settings(embedded_settings)
+    with pytest.raises(NotImplementedError, match="does not implement _backend"):
+        LLMResource(cache_path=str(tmp_path / "c")).complete_many([req("x")])
+
+
+def test_assets_asking_for_the_interface_get_the_configured_implementation(
+    scripted_server, tmp_path
+):
+    seen = {}
+
+    @dg.asset
+    def answer(llm: LLMResource) -> None:
+        seen["type"] = type(llm)
+        (seen["outcome"],), _ = llm.complete_many([req("through dagster")])
+
+    remote = make_resource(scripted_server, tmp_path)
+    assert dg.materialize([answer], resources={"llm": remote}).success
+    assert seen["type"] is RemoteLLM
+    assert (seen["outcome"].status, seen["outcome"].content) == ("ok", "echo: through dagster")
+
+
+def test_embedded_server_starts_on_first_miss_and_stops_at_teardown(
+    scripted_server, tmp_path, monkeypatch
+):
+    """The lifecycle without llama.cpp: a stand-in server that the scripted endpoint answers."""
+    events = []
+    port = int(scripted_server.base_url.rsplit(":", 1)[1].split("/")[0])
+
+    def start(self):
+        events.append("start")
+        self._server, self._port = object(), port
+        return self
+
+    def stop(self):
+        events.append("stop")
+        self._server, self._port = None, None
+
+    monkeypatch.setattr(LocalModelServer, "start", start)
+    monkeypatch.setattr(LocalModelServer, "stop", stop)
+    seen = {}
+
+    @dg.asset
+    def answer(llm: LLMResource) -> None:
+        assert events == []  # nothing starts before a request misses the cache
+        outcomes, _ = llm.complete_many([req("a"), req("b")])
+        outcomes += llm.complete_many([req("c")])[0]
+        seen["statuses"] = [o.status for o in outcomes]
+        seen["events"] = list(events)
+
+    embedded = LLMResource.from_settings(LLMSettings(cache_path=tmp_path / "cache.sqlite"))
+    assert dg.materialize([answer], resources={"llm": embedded}).success
+    assert seen == {"statuses": ["ok", "ok", "ok"], "events": ["start"]}
+    assert events == ["start", "stop"]
