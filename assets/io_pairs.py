@@ -9,11 +9,15 @@ from codeio_dagster.partitions import shards
 from codeio_dagster.refactor import combine_for_sandbox
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox import FunctionSpec, generate_io_pairs
+from codeio_dagster.sandbox.resources import SandboxResource
 
 
 @dg.asset(partitions_def=shards, group_name="execute", kinds={"nsjail"})
 def io_pairs(
-    context: dg.AssetExecutionContext, codeio: CodeioResource, unified_functions: pl.DataFrame
+    context: dg.AssetExecutionContext,
+    codeio: CodeioResource,
+    sandbox: SandboxResource,
+    unified_functions: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
     """Input/output pairs from running each generator and function in the sandbox."""
     functions = unified_functions.filter(pl.col("status") == "ok")
@@ -24,7 +28,7 @@ def io_pairs(
         )
         for row in functions.iter_rows(named=True)
     ]
-    with codeio.executor() as executor:
+    with sandbox.executor() as executor:
         outcomes = generate_io_pairs(executor, specs, codeio.config.io_pairs)
     records = [
         IOPairsRecord(

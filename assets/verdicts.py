@@ -7,6 +7,7 @@ from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox import InputCheck, check_input_predictions
+from codeio_dagster.sandbox.resources import SandboxResource
 from codeio_dagster.verify import InputRunResult, judge
 
 
@@ -24,6 +25,7 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
     def _verdicts(
         context: dg.AssetExecutionContext,
         codeio: CodeioResource,
+        sandbox: SandboxResource,
         replies: pl.DataFrame,
         prediction_tasks: pl.DataFrame,
         unified_functions: pl.DataFrame,
@@ -37,7 +39,7 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
             .select("function_id", "reference_code")
             .iter_rows()
         )
-        with codeio.executor() as executor:
+        with sandbox.executor() as executor:
 
             def run_inputs(runs):
                 checks = [

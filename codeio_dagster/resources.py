@@ -1,19 +1,12 @@
-"""The settings resource every stage reads codeio.yaml through, and the sandbox edge."""
+"""The codeio.yaml settings resource, and build_resources: where every resource is made."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from codeio_dagster.config import CodeioConfig, load_config
 from codeio_dagster.shards import Landing
-
-if TYPE_CHECKING:
-    from codeio_dagster.sandbox import Executor
 
 
 class CodeioResource(dg.ConfigurableResource):
@@ -32,14 +25,6 @@ class CodeioResource(dg.ConfigurableResource):
     def landing(self) -> Landing:
         return Landing(self.config.data_dir / "landing")
 
-    @contextmanager
-    def executor(self) -> Iterator[Executor]:
-        """A sandbox executor (nsjail workers) for the length of one step."""
-        from codeio_dagster.sandbox import Executor
-
-        with Executor(self.config.sandbox) as executor:
-            yield executor
-
 
 def build_resources(config: CodeioConfig, config_path: str) -> dict[str, object]:
     """Every resource of the graph, from the one validated config; secrets read only here."""
@@ -48,11 +33,13 @@ def build_resources(config: CodeioConfig, config_path: str) -> dict[str, object]
     from codeio_dagster.io_manager import PolarsParquetIOManager
     from codeio_dagster.llm import llm_from_settings
     from codeio_dagster.publish import publisher_from_settings
+    from codeio_dagster.sandbox.resources import sandbox_from_settings
 
     api_key = dg.EnvVar(config.llm.api_key_env) if os.environ.get(config.llm.api_key_env) else None
     return {
         "codeio": CodeioResource(config_path=config_path),
         "llm": llm_from_settings(config.llm, api_key=api_key),
+        "sandbox": sandbox_from_settings(config.sandbox),
         "publisher": publisher_from_settings(
             config.publish,
             token=dg.EnvVar("HF_TOKEN") if os.environ.get("HF_TOKEN") else None,
