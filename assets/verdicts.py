@@ -1,13 +1,13 @@
 import dagster as dg
 import polars as pl
 
-from codeio_dagster.assets.responses import responses_name, verdicts_name
 from codeio_dagster.metadata import outcome_counts, stage_metadata
 from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox import InputCheck, check_input_predictions
 from codeio_dagster.sandbox.resources import SandboxResource
+from codeio_dagster.turns import responses_name, verdicts_name
 from codeio_dagster.verify import InputRunResult, judge
 
 
