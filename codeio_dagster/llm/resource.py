@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -179,7 +178,8 @@ class RemoteLLM(LLMResource):
         if isinstance(key, dg.EnvVar):
             # Used outside a Dagster run, the field still holds the variable's name.
             key = key.get_value()
-        key = key or os.environ.get(settings.api_key_env)
+        # No fallback to the environment here: build_resources is the one place secrets are
+        # read, and hands over `dg.EnvVar(llm.api_key_env)` when that variable is set.
         if not key:
             raise ValueError(
                 f"no API key for {settings.base_url}: set the environment variable "

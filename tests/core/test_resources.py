@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from codeio_dagster.config import CodeioConfig
@@ -40,3 +41,32 @@ def test_each_resource_key_gets_the_implementation_the_config_selects(
     assert type(resources["sandbox"]) is sandbox
     assert type(resources["publisher"]) is publisher
     assert resources["sandbox"].settings() == config.sandbox
+
+
+def test_secrets_are_handed_over_as_env_vars_and_never_as_values(monkeypatch):
+    monkeypatch.setenv("CODEIO_TEST_REMOTE_KEY", "value-that-must-not-be-stored")
+    monkeypatch.setenv("HF_TOKEN", "another-value-that-must-not-be-stored")
+    config = CodeioConfig.model_validate(
+        {
+            "sources": SOURCES,
+            "llm": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "CODEIO_TEST_REMOTE_KEY"},
+            "publish": {"target": "hub", "repo_id": "o/d"},
+        }
+    )
+    resources = build_resources(config, "codeio.yaml")
+    assert resources["llm"].api_key == dg.EnvVar("CODEIO_TEST_REMOTE_KEY")
+    assert resources["publisher"].token == dg.EnvVar("HF_TOKEN")
+    assert "must-not-be-stored" not in repr(resources)
+
+
+def test_a_remote_endpoint_without_its_key_fails_naming_the_variable(monkeypatch):
+    monkeypatch.delenv("CODEIO_TEST_REMOTE_KEY", raising=False)
+    config = CodeioConfig.model_validate(
+        {
+            "sources": SOURCES,
+            "llm": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "CODEIO_TEST_REMOTE_KEY"},
+        }
+    )
+    llm = build_resources(config, "codeio.yaml")["llm"]
+    with pytest.raises(ValueError, match="set the environment variable CODEIO_TEST_REMOTE_KEY"):
+        llm.complete_many([])

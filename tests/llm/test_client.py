@@ -290,6 +290,7 @@ def test_api_key_never_leaks(scripted_server, tmp_path, monkeypatch):
     from_env = RemoteLLM(
         base_url=scripted_server.base_url,
         api_key_env="CODEIO_TEST_KEY",
+        api_key=dg.EnvVar("CODEIO_TEST_KEY"),
         cache_path=str(tmp_path / "c2.sqlite"),
     )
     out, _ = from_env.complete_many([req("from env")])
