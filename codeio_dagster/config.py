@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -141,10 +142,38 @@ def _shown_value(error: dict[str, Any]) -> str:
     return shown[:77] + "..." if len(shown) > 80 else shown
 
 
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys the config model accepts where `loc` points (empty where it cannot tell)."""
+    model: Any = CodeioConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list item: the same model as the list's
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)]
+        model = annotation if isinstance(annotation, type) else (inner[0] if inner else None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+def _hint(error: dict[str, Any]) -> str:
+    """For an unknown key, the nearest accepted key (a typo such as `revison`)."""
+    if error["type"] != "extra_forbidden" or not isinstance(error["loc"][-1], str):
+        return ""
+    known = _known_keys(error["loc"][:-1])
+    near = difflib.get_close_matches(error["loc"][-1], known, n=1, cutoff=0.6)
+    if near:
+        return f"; did you mean {near[0]!r}?"
+    return f"; expected one of: {', '.join(known)}" if known else ""
+
+
 def _format_errors(path: str, errors: list[dict[str, Any]]) -> str:
     lines = [f"{path}: {len(errors)} problem(s)"]
     for e in errors:
-        lines.append(f"  {_key(e['loc'])} = {_shown_value(e)}: {e['msg']}")
+        lines.append(f"  {_key(e['loc'])} = {_shown_value(e)}: {e['msg']}{_hint(e)}")
     return "\n".join(lines)
 
 
@@ -241,6 +270,11 @@ def parse_config(
     data: Any, *, origin: str = "codeio.yaml", base_dir: Path | None = None
 ) -> CodeioConfig:
     """Validate a parsed YAML document; relative paths are taken from `base_dir`."""
+    if data is None:
+        raise ConfigError(
+            f"{origin}: the file is empty; it needs at least a `sources:` list "
+            "(see the commented codeio.yaml shipped with the project)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"{origin}: expected a mapping at the top level, got {type(data).__name__}"

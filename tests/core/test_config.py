@@ -85,6 +85,41 @@ def test_errors_name_the_key_but_never_echo_a_pasted_credential(tmp_path, text, 
     assert "not-a-real-key" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            GOOD + "revison: {turns: 2}\n",
+            "revison = (value not shown): Extra inputs are not permitted; did you mean 'revision'?",
+        ),
+        (
+            GOOD + "llm: {base_ulr: http://x}\n",
+            "llm.base_ulr = (value not shown): Extra inputs "
+            "are not permitted; did you mean 'base_url'?",
+        ),
+        (GOOD + "revision: {turn: 2}\n", "did you mean 'turns'?"),
+        (
+            GOOD + "zzzz: 1\n",
+            "zzzz = (value not shown): Extra inputs are not permitted; "
+            "expected one of: data_dir, sources,",
+        ),
+    ],
+)
+def test_unknown_key_suggests_the_nearest_one(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n"])
+def test_empty_file_says_it_is_empty(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: the file is empty")
+    assert "NoneType" not in str(err.value)
+
+
 def test_unsafe_sandbox_shorthand(tmp_path):
     config = load_config(write(tmp_path, GOOD + "sandbox: unsafe_subprocess\n"))
     assert config.sandbox.mode == "unsafe_subprocess"
