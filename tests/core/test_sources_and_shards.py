@@ -213,9 +213,9 @@ def test_hub_source_lists_blobs_and_reads_only_a_changed_file(tmp_path, monkeypa
     import huggingface_hub.constants as constants
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from codeio_dagster.publish.testing_hub import HubTestServer
     from codeio_dagster.shards import pending_units
     from codeio_dagster.sources.hub import HubSource
+    from tests.testing_hub import HubTestServer
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from codeio_dagster.publish.testing_hub import HubTestServer
+from tests.testing_hub import HubTestServer
 
 PLANTED = "hf_PLANTED-test-value-not-a-real-token"
 

@@ -1,4 +1,4 @@
-"""A small in-memory server speaking the Hugging Face Hub protocol, for tests and offline demos.
+"""A small in-memory server speaking the Hugging Face Hub protocol, for tests and benchmarks.
 
 It implements what `huggingface_hub.HfApi` sends for repo creation, preupload, LFS upload,
 commits, repo info, tree listings and file resolution (DESIGN section 3). It does not speak Xet:
@@ -705,7 +705,7 @@ class HubTestServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve until interrupted: `python -m codeio_dagster.publish.testing_hub --port 8080`."""
+    """Serve until interrupted: `python -m tests.testing_hub --port 8080`."""
     import argparse
     import os
 
