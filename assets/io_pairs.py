@@ -6,9 +6,8 @@ import polars as pl
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import IOPairRecord, IOPairsRecord, to_frame
 from codeio_dagster.partitions import shards
-from codeio_dagster.refactor import combine_for_sandbox
 from codeio_dagster.resources import CodeioResource
-from codeio_dagster.sandbox import FunctionSpec, generate_io_pairs
+from codeio_dagster.sandbox import FunctionSpec, combine_for_sandbox, generate_io_pairs
 from codeio_dagster.sandbox.resources import SandboxResource
 
 

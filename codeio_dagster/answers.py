@@ -20,7 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from codeio_dagster.refactor import code_blocks, text_hash
+from codeio_dagster.markdown import code_blocks
+from codeio_dagster.prompt_templates import text_hash
 
 FEEDBACK_TEMPLATE_VERSION = "feedback-v1"
 

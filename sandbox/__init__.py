@@ -8,6 +8,7 @@ from codeio_dagster.sandbox.iopairs import (
     IOPair,
     IOPairOutcome,
     check_input_predictions,
+    combine_for_sandbox,
     generate_io_pairs,
 )
 from codeio_dagster.sandbox.runtime import ensure_runtime
@@ -27,6 +28,7 @@ __all__ = [
     "SandboxSettings",
     "canonical_json",
     "check_input_predictions",
+    "combine_for_sandbox",
     "ensure_runtime",
     "generate_io_pairs",
     "outputs_equal",

@@ -25,6 +25,12 @@ class FunctionSpec(BaseModel):
     code: str
 
 
+def combine_for_sandbox(reference_code: str, input_generator: str) -> str:
+    """One module defining both `main_solution` and `input_generator` (generator last, so its
+    definition wins if the reference code also defines one): the `code` of a FunctionSpec."""
+    return f"{reference_code.rstrip()}\n\n\n# --- input generator ---\n{input_generator.strip()}\n"
+
+
 class IOPair(BaseModel):
     """One input (kwargs object) and its output, both canonical JSON text."""
 

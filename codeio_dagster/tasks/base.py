@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from codeio_dagster.models import IOPairRecord, PredictionTaskRecord
-from codeio_dagster.refactor import load_template, text_hash
+from codeio_dagster.prompt_templates import load_template, text_hash
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from codeio_dagster.models import IOPairRecord
-from codeio_dagster.refactor import fence_for, load_template, render
+from codeio_dagster.prompt_templates import fence_for, load_template, render
 from codeio_dagster.tasks.base import (
     Check,
     FunctionView,
