@@ -3,6 +3,7 @@ import json
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import IOPairRecord, IOPairsRecord, to_frame
 from codeio_dagster.partitions import shards
@@ -11,13 +12,18 @@ from codeio_dagster.sandbox import FunctionSpec, combine_for_sandbox, generate_i
 from codeio_dagster.sandbox.resources import SandboxResource
 
 
-@dg.asset(partitions_def=shards, group_name="execute", kinds={"nsjail"})
+@dg.asset(
+    partitions_def=shards,
+    group_name="execute",
+    kinds={"nsjail"},
+    check_specs=check_specs("io_pairs"),
+)
 def io_pairs(
     context: dg.AssetExecutionContext,
     codeio: CodeioResource,
     sandbox: SandboxResource,
     unified_functions: pl.DataFrame,
-) -> dg.Output[pl.DataFrame]:
+):
     """Input/output pairs from running each generator and function in the sandbox."""
     functions = unified_functions.filter(pl.col("status") == "ok")
     specs = [
@@ -43,12 +49,14 @@ def io_pairs(
     frame = to_frame(records, IOPairsRecord)
     kept = frame.filter(pl.col("status") == "ok")
     pairs = int(kept.get_column("pairs").list.len().sum() or 0)
-    return dg.Output(
+    yield from checked(
+        context,
         frame,
-        metadata=stage_metadata(
+        stage_metadata(
             funnel(functions.height, frame),
             sample=kept.with_columns(pl.col("pairs").list.first().struct.field("input")),
             sample_columns=["function_id", "input"],
             extra={"pairs": pairs},
         ),
+        codeio.config,
     )

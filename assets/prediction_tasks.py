@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.decontam import NgramIndex, load_benchmark_texts
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import PredictionTaskRecord, to_frame
@@ -10,13 +11,18 @@ from codeio_dagster.resources import CodeioResource
 from codeio_dagster.tasks import FunctionView, make_all_tasks
 
 
-@dg.asset(partitions_def=shards, group_name="tasks", kinds={"polars"})
+@dg.asset(
+    partitions_def=shards,
+    group_name="tasks",
+    kinds={"polars"},
+    check_specs=check_specs("prediction_tasks"),
+)
 def prediction_tasks(
     context: dg.AssetExecutionContext,
     codeio: CodeioResource,
     unified_functions: pl.DataFrame,
     io_pairs: pl.DataFrame,
-) -> dg.Output[pl.DataFrame]:
+):
     """Input- and output-prediction prompts built from each function's pairs; contaminated ones dropped."""
     config = codeio.config
     kept = io_pairs.filter(pl.col("status") == "ok")
@@ -70,12 +76,14 @@ def prediction_tasks(
         if key.startswith("dropped_"):
             counters[key] = counters.get(key, 0) + n
     by_kind = frame.group_by("kind").len().sort("kind")
-    return dg.Output(
+    yield from checked(
+        context,
         frame,
-        metadata=stage_metadata(
+        stage_metadata(
             counters,
             sample=frame,
             sample_columns=["kind", "given", "expected"],
             extra={f"tasks_{k}": int(n) for k, n in by_kind.iter_rows()},
         ),
+        config,
     )

@@ -3,21 +3,28 @@ import json
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.partitions import shards
 from codeio_dagster.rawcode import classify_landed
 from codeio_dagster.resources import CodeioResource
 
 
-@dg.asset(partitions_def=shards, group_name="ingest", kinds={"polars"})
-def raw_code(context: dg.AssetExecutionContext, codeio: CodeioResource) -> dg.Output[pl.DataFrame]:
+@dg.asset(
+    partitions_def=shards,
+    group_name="ingest",
+    kinds={"polars"},
+    check_specs=check_specs("raw_code"),
+)
+def raw_code(context: dg.AssetExecutionContext, codeio: CodeioResource):
     """Raw files of one shard, decoded; duplicates and unreadable files kept with their reason."""
     landed = codeio.landing().read(context.partition_key)
     frame = classify_landed(landed, max_bytes=codeio.config.shards.max_file_bytes)
     counters = funnel(landed.height, frame)
-    return dg.Output(
+    yield from checked(
+        context,
         frame,
-        metadata=stage_metadata(
+        stage_metadata(
             counters,
             sample=frame.filter(pl.col("status") != "ok"),
             sample_columns=["path", "status", "size_bytes"],
@@ -33,4 +40,5 @@ def raw_code(context: dg.AssetExecutionContext, codeio: CodeioResource) -> dg.Ou
                 ),
             },
         ),
+        codeio.config,
     )

@@ -4,6 +4,8 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.answers import revision_messages
+from codeio_dagster.assets.checks import check_specs, checked
+from codeio_dagster.config import CodeioConfig
 from codeio_dagster.llm import ChatRequest, LLMResource, SamplingParams
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import ResponseRecord, to_frame
@@ -21,7 +23,8 @@ def ask(
     conversations: list[tuple[str, list[dict[str, str]]]],
     params: SamplingParams,
     turn: int,
-) -> dg.Output[pl.DataFrame]:
+    config: CodeioConfig,
+):
     requests = [
         ChatRequest(key=key, messages=messages, params=params) for key, messages in conversations
     ]
@@ -48,31 +51,39 @@ def ask(
         for r, o in zip(requests, outcomes, strict=True)
     ]
     frame = to_frame(records, ResponseRecord)
-    return dg.Output(
+    yield from checked(
+        context,
         frame,
-        metadata=stage_metadata(
+        stage_metadata(
             funnel(len(requests), frame),
             sample=frame,
             sample_columns=["task_id", "status", "content"],
             extra=stats.as_metadata(),
         ),
+        config,
     )
 
 
-@dg.asset(partitions_def=shards, group_name="predict", kinds={"openai"})
+@dg.asset(
+    partitions_def=shards,
+    group_name="predict",
+    kinds={"openai"},
+    check_specs=check_specs("responses"),
+)
 def responses(
     context: dg.AssetExecutionContext,
     codeio: CodeioResource,
     llm: LLMResource,
     prediction_tasks: pl.DataFrame,
-) -> dg.Output[pl.DataFrame]:
+):
     """Turn 0: the model's chain-of-thought prediction for every task."""
     tasks = prediction_tasks.filter(pl.col("status") == "ok")
     conversations = [
         (row["task_id"], [{"role": "user", "content": row["prompt"]}])
         for row in tasks.iter_rows(named=True)
     ]
-    return ask(context, llm, conversations, codeio.config.stages.prediction, turn=0)
+    config = codeio.config
+    yield from ask(context, llm, conversations, config.stages.prediction, 0, config)
 
 
 def build_revision_responses(turn: int) -> dg.AssetsDefinition:
@@ -84,6 +95,7 @@ def build_revision_responses(turn: int) -> dg.AssetsDefinition:
         partitions_def=shards,
         group_name="revise",
         kinds={"openai"},
+        check_specs=check_specs(responses_name(turn)),
         ins={
             "previous_responses": dg.AssetIn(previous_responses),
             "previous_verdicts": dg.AssetIn(previous_verdicts),
@@ -96,7 +108,7 @@ def build_revision_responses(turn: int) -> dg.AssetsDefinition:
         llm: LLMResource,
         previous_responses: pl.DataFrame,
         previous_verdicts: pl.DataFrame,
-    ) -> dg.Output[pl.DataFrame]:
+    ):
         retry = previous_verdicts.filter(~pl.col("status").is_in(NO_REVISION_STATUSES)).join(
             previous_responses.select("task_id", "messages", "content"), on="task_id"
         )
@@ -109,6 +121,7 @@ def build_revision_responses(turn: int) -> dg.AssetsDefinition:
             )
             for row in retry.iter_rows(named=True)
         ]
-        return ask(context, llm, conversations, codeio.config.stages.revision, turn=turn)
+        config = codeio.config
+        yield from ask(context, llm, conversations, config.stages.revision, turn, config)
 
     return _responses

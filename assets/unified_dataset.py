@@ -1,15 +1,21 @@
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.metadata import stage_metadata
 from codeio_dagster.models import UnifiedDatasetRow, polars_schema
 from codeio_dagster.partitions import shards
 
 
-@dg.asset(partitions_def=shards, group_name="datasets", kinds={"polars"})
+@dg.asset(
+    partitions_def=shards,
+    group_name="datasets",
+    kinds={"polars"},
+    check_specs=check_specs("unified_dataset"),
+)
 def unified_dataset(
-    unified_functions: pl.DataFrame, io_pairs: pl.DataFrame
-) -> dg.Output[pl.DataFrame]:
+    context: dg.AssetExecutionContext, unified_functions: pl.DataFrame, io_pairs: pl.DataFrame
+):
     """Functions in the unified format with their I/O pairs and input generators."""
     frame = (
         unified_functions.join(
@@ -23,9 +29,7 @@ def unified_dataset(
         "kept": frame.height,
     }
     counters["dropped_no_pairs"] = counters["rows_in"] - frame.height
-    return dg.Output(
-        frame,
-        metadata=stage_metadata(
-            counters, sample=frame, sample_columns=["function_id", "problem_statement"]
-        ),
+    metadata = stage_metadata(
+        counters, sample=frame, sample_columns=["function_id", "problem_statement"]
     )
+    yield from checked(context, frame, metadata)

@@ -3,6 +3,7 @@ import hashlib
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.llm import ChatRequest, LLMResource
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.models import UnifiedFunctionRecord, to_frame
@@ -11,13 +12,18 @@ from codeio_dagster.refactor import build_refactor_messages, parse_refactor_repl
 from codeio_dagster.resources import CodeioResource
 
 
-@dg.asset(partitions_def=shards, group_name="refactor", kinds={"openai"})
+@dg.asset(
+    partitions_def=shards,
+    group_name="refactor",
+    kinds={"openai"},
+    check_specs=check_specs("unified_functions"),
+)
 def unified_functions(
     context: dg.AssetExecutionContext,
     codeio: CodeioResource,
     llm: LLMResource,
     raw_code: pl.DataFrame,
-) -> dg.Output[pl.DataFrame]:
+):
     """Raw files refactored by the LLM into the unified format (code, I/O, generator, query)."""
     files = raw_code.filter(pl.col("status") == "ok")
     params = codeio.config.stages.refactor
@@ -58,12 +64,14 @@ def unified_functions(
             )
         )
     frame = to_frame(records, UnifiedFunctionRecord)
-    return dg.Output(
+    yield from checked(
+        context,
         frame,
-        metadata=stage_metadata(
+        stage_metadata(
             funnel(files.height, frame),
             sample=frame.filter(pl.col("status") == "ok"),
             sample_columns=["function_id", "problem_statement"],
             extra=stats.as_metadata(),
         ),
+        codeio.config,
     )

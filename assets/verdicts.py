@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.metadata import outcome_counts, stage_metadata
 from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
@@ -19,6 +20,7 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
         partitions_def=shards,
         group_name="verify" if turn == 0 else "revise",
         kinds={"nsjail"},
+        check_specs=check_specs(verdicts_name(turn)),
         ins={"replies": dg.AssetIn(responses_name(turn))},
         description=f"Turn {turn} replies verified by execution, each with a status and feedback.",
     )
@@ -29,7 +31,10 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
         replies: pl.DataFrame,
         prediction_tasks: pl.DataFrame,
         unified_functions: pl.DataFrame,
-    ) -> dg.Output[pl.DataFrame]:
+    ):
+        # Only usable replies are judged: a truncated or failed reply was dropped by its
+        # responses stage with that reason, so rows_in here is that stage's kept.
+        usable = replies.filter(pl.col("status") == "ok")
         kinds = task_kinds(
             prediction_tasks.get_column("kind").unique().to_list(),
             codeio.config.tasks.plugin_modules,
@@ -57,7 +62,7 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
                 ]
 
             frame = judge(
-                replies,
+                usable,
                 prediction_tasks,
                 kinds=kinds,
                 code_by_function=code,
@@ -65,7 +70,7 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
             )
         # Wrong answers are data too (CodeI/O keeps them, revision asks again): every reply
         # gets a verdict, so the counters report outcomes rather than drops.
-        counters = outcome_counts(replies.height, frame, prefix="verdict_")
+        counters = outcome_counts(usable.height, frame, prefix="verdict_")
         rates = {
             f"pass_rate_{kind}": round(
                 sub.filter(pl.col("status") == "correct").height / max(sub.height, 1), 4
@@ -73,14 +78,16 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
             for (kind,), sub in frame.group_by("kind")
         }
         rates["pass_rate"] = round(counters.get("verdict_correct", 0) / max(frame.height, 1), 4)
-        return dg.Output(
+        yield from checked(
+            context,
             frame,
-            metadata=stage_metadata(
+            stage_metadata(
                 counters,
                 sample=frame,
                 sample_columns=["kind", "status", "answer", "feedback"],
                 extra=rates,
             ),
+            codeio.config,
         )
 
     return _verdicts

@@ -1,11 +1,10 @@
-"""The code location: assets, checks, sensors and resources, all built from codeio.yaml."""
+"""The code location: assets (their checks run inside them), sensors and resources, from codeio.yaml."""
 
 import os
 
 import dagster as dg
 
 from codeio_dagster.assets import build_assets
-from codeio_dagster.assets.checks import build_checks
 from codeio_dagster.config import CONFIG_ENV, DEFAULT_CONFIG, load_config
 from codeio_dagster.resources import build_resources
 from codeio_dagster.sensors import build_sensors
@@ -18,7 +17,6 @@ def defs() -> dg.Definitions:
     assets = build_assets(config)
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_checks(config),
         sensors=build_sensors(),
         jobs=[dg.define_asset_job("codeio_job", selection=dg.AssetSelection.all())],
         resources=build_resources(config, config_path),

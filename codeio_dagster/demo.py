@@ -7,19 +7,6 @@ import os
 import time
 from pathlib import Path
 
-FUNNEL_LABELS = {
-    "raw_files": "raw files",
-    "readable_files": "readable files",
-    "functions": "unified functions",
-    "functions_with_pairs": "functions with >= 2 I/O pairs",
-    "io_pairs": "I/O pairs",
-    "tasks": "prediction tasks",
-    "correct_turn_0": "correct at turn 0",
-    "correct_after_revision": "correct after revision",
-    "codeio_rows": "codeio_dataset rows",
-    "codeio_pp_rows": "codeio_pp_dataset rows",
-}
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run the whole pipeline on the configured sources")
@@ -31,14 +18,12 @@ def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from codeio_dagster.assets import build_assets
-    from codeio_dagster.assets.checks import build_checks
     from codeio_dagster.config import ConfigError, load_config
-    from codeio_dagster.funnel import compute_funnel, load_tables
+    from codeio_dagster.funnel import LABELS, add_funnels, shard_funnel
     from codeio_dagster.io_manager import stage_tables_dir
     from codeio_dagster.partitions import shards
     from codeio_dagster.resources import build_resources
     from codeio_dagster.shards import Landing, land_new_shards
-    from codeio_dagster.turns import verdicts_name
 
     start = time.perf_counter()
     try:
@@ -58,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         instance.add_dynamic_partitions(shards.name, missing)
 
-    graph = build_assets(config) + build_checks(config)
+    graph = build_assets(config)
     resources = build_resources(config, str(Path(args.config).resolve()))
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for shard in names:
@@ -76,20 +61,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
 
     asset_dir = stage_tables_dir(config.data_dir)
-    asset_names = [
-        "raw_code",
-        "unified_functions",
-        "io_pairs",
-        "prediction_tasks",
-        "verdicts",
-        *[verdicts_name(t) for t in range(1, config.revision.turns + 1)],
-        "codeio_dataset",
-        "codeio_pp_dataset",
-    ]
-    funnel = compute_funnel(load_tables(asset_dir, names, asset_names), config.revision.turns)
+    # The numbers each stage reported to Dagster: the same ones the UI and the card show.
+    funnel = add_funnels(shard_funnel(instance, n, config.revision.turns) for n in names)
     print("\nfunnel")
-    for key, label in FUNNEL_LABELS.items():
-        print(f"  {label:<32} {funnel[key]:>6}")
+    for key, count in funnel.items():
+        print(f"  {LABELS.get(key, key):<42} {count:>6}")
     print(f"\nelapsed {time.perf_counter() - start:.0f}s")
     print(f"stage tables:  {asset_dir}")
     print(

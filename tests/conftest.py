@@ -32,3 +32,25 @@ def _isolated_plugin_registries():
     yield
     for registry, classes in saved:
         registry._classes = classes
+
+
+def read_stage_tables(data_dir, shards: list[str], names: list[str]) -> dict:
+    """What the IO manager stored for the named stages and shards (tests look at the rows;
+    the pipeline itself never reads tables behind Dagster's back)."""
+    import polars as pl
+
+    from codeio_dagster.io_manager import partition_path, stage_tables_dir
+
+    tables = {}
+    for name in names:
+        paths = [partition_path(stage_tables_dir(data_dir), name, s) for s in shards]
+        paths = [p for p in paths if p.exists()]
+        if paths:
+            tables[name] = pl.concat([pl.read_parquet(p) for p in paths], how="vertical_relaxed")
+    return tables
+
+
+@pytest.fixture(scope="session")
+def stage_tables():
+    """`read_stage_tables` as a fixture (test modules are not a package)."""
+    return read_stage_tables

@@ -23,7 +23,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from codeio_dagster.config import CONFIG_ENV, load_config
-from codeio_dagster.funnel import compute_funnel, load_tables
+from codeio_dagster.funnel import add_funnels, shard_funnel
 from codeio_dagster.partitions import shards
 from codeio_dagster.shards import Landing, land_new_shards
 
@@ -122,8 +122,7 @@ def test_ui_backfill_over_shards_materialises_every_partition(
     for key in keys:
         assert instance.get_materialized_partitions(key) == set(names), key
 
-    stages = [k.path[-1] for k in keys]
-    funnel = compute_funnel(load_tables(config.data_dir / "assets", names, stages), turns=1)
+    funnel = add_funnels(shard_funnel(instance, n, turns=1) for n in names)
     # Three one-file shards, each file one function with pairs and one task of each kind; the
     # script answers output predictions wrongly at turn 0 and rightly after feedback.
     assert funnel == {
@@ -133,9 +132,18 @@ def test_ui_backfill_over_shards_materialises_every_partition(
         "functions_with_pairs": 3,
         "io_pairs": funnel["io_pairs"],
         "tasks": 6,
+        "replies_turn_0": 6,
+        "truncated_turn_0": 0,
+        "request_failed_turn_0": 0,
         "correct_turn_0": 3,
+        "not_correct_turn_0": 3,
+        "revision_replies": 3,
+        "truncated_revision": 0,
+        "request_failed_revision": 0,
+        "fixed_by_revision": 3,
         "correct_after_revision": 6,
         "codeio_rows": 6,
         "codeio_pp_rows": 6,
+        "unified_rows": 3,
     }
     assert funnel["io_pairs"] >= 2 * 3

