@@ -45,8 +45,12 @@ def unified_functions(
             parsed = None
             status, detail = outcome.status, outcome.error or outcome.finish_reason
         else:
-            parsed = parse_refactor_reply(outcome.content)
-            status, detail = parsed.status, parsed.detail
+            try:
+                parsed = parse_refactor_reply(outcome.content)
+                status, detail = parsed.status, parsed.detail
+            except Exception as exc:  # noqa: BLE001 - one reply's fault is that row's status
+                parsed = None
+                status, detail = "parse_error", f"{type(exc).__name__}: {str(exc)[:300]}"
         ok = parsed is not None and status == "ok"
         records.append(
             UnifiedFunctionRecord(

@@ -25,6 +25,15 @@ from codeio_dagster.prompt_templates import text_hash
 
 FEEDBACK_TEMPLATE_VERSION = "feedback-v1"
 
+# Bounds on what one reply can cost: only its last MAX_REPLY_CHARS are read (a reply is at most
+# max_tokens long, a few tens of thousands of characters in practice), and an answer nested
+# deeper than MAX_ANSWER_DEPTH is a parse error (deeper values overflow recursive code later).
+MAX_REPLY_CHARS = 200_000
+MAX_ANSWER_DEPTH = 100
+# The answer is at the end: only the last few candidates of each method are tried, so a reply
+# of thousands of `{...}` fragments costs thousands of scans, not thousands of parses.
+MAX_CANDIDATES = 32
+
 EXTRACTION_STATUSES = {
     "ok": "a JSON object with the answer key was found",
     "parse_error": "no fenced block or balanced object in the reply parses as JSON or a literal",
@@ -48,25 +57,37 @@ def canonical_json(value: Any) -> str:
 def balanced_objects(text: str) -> list[str]:
     """Every top-level balanced `{...}` span, in order, skipping braces inside string literals
     (double- or single-quoted, with backslash escapes)."""
-    spans: list[str] = []
-    start = text.find("{")
-    while start != -1:
-        end = _match_brace(text, start)
-        if end is None:
-            # Unbalanced from here (e.g. a truncated reply): try the next opening brace.
-            start = text.find("{", start + 1)
-            continue
-        spans.append(text[start : end + 1])
-        start = text.find("{", end + 1)
-    return spans
+    spans, _ = scan_objects(text)
+    return [text[a : b + 1] for a, b in spans]
 
 
-def _match_brace(text: str, start: int) -> int | None:
-    depth = 0
+def scan_objects(text: str) -> tuple[list[tuple[int, int]], int]:
+    """(start, end) of every top-level balanced `{...}` span, and the number of characters
+    visited, which stays below 4 x len(text): the scan is linear whatever the text.
+
+    One pass with a stack of open braces; quotes count only inside braces. A quote that never
+    closes (a single quote before the line ends: an apostrophe in prose; any quote before the
+    text ends) was not a string: whatever was open fails, and the scan resumes just after that
+    quote. Every quote of the same kind that the failed string had swallowed would fail the same
+    way (it can only have been escaped there, so a string opened on it reads the same characters
+    as the failed one), so those quotes are prose on the rescan; hence each character is visited
+    at most a few times instead of once per opening brace before it.
+    """
+    spans: list[tuple[int, int]] = []
+    stack: list[int] = []
+    # A quote of that kind before this position is prose (see above).
+    dead = {"'": -1, '"': -1}
     quote: str | None = None
-    i = start
-    n = len(text)
-    while i < n:
+    quote_at = 0
+    visited = 0
+    i, n = 0, len(text)
+    while True:
+        if i >= n:
+            if quote is None:
+                break
+            dead[quote], stack, quote, i = n, [], None, quote_at + 1
+            continue
+        visited += 1
         ch = text[i]
         if quote is not None:
             if ch == "\\":
@@ -75,21 +96,27 @@ def _match_brace(text: str, start: int) -> int | None:
             if ch == quote:
                 quote = None
             elif ch == "\n" and quote == "'":
-                # A newline ends a single-quoted "string": it was an apostrophe in prose.
-                return None
-        elif ch in "\"'":
-            quote = ch
+                dead["'"], stack, quote, i = i, [], None, quote_at + 1
+                continue
         elif ch == "{":
-            depth += 1
+            stack.append(i)
         elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
+            if stack:
+                start = stack.pop()
+                while spans and spans[-1][0] > start:
+                    spans.pop()  # nested in this one: not top level
+                spans.append((start, i))
+        elif stack and (ch == '"' or ch == "'") and i >= dead[ch]:
+            quote, quote_at = ch, i
         i += 1
-    return None
+    return spans, visited
 
 
 class _NotJson(ValueError):
+    pass
+
+
+class _TooDeep(_NotJson):
     pass
 
 
@@ -124,51 +151,104 @@ def _to_json_value(value: Any) -> Any:
 def _literal(text: str) -> Any:
     try:
         value = ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise _TooDeep(str(exc)) from exc
+    except (ValueError, SyntaxError, TypeError, MemoryError) as exc:
         raise _NotJson(str(exc)) from exc
     return _to_json_value(value)
 
 
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError as exc:  # nested deeper than the decoder's stack allows
+        raise _TooDeep(str(exc)) from exc
+    except (ValueError, MemoryError) as exc:
+        raise _NotJson(str(exc)) from exc
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether `value` nests containers deeper than `limit` (iterative: any depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            if depth > limit:
+                return True
+            stack.extend((item, depth + 1) for item in v)
+    return False
+
+
 def extract_answer(text: str | None, key: str) -> Extraction:
-    """The value under `key` in the reply's final JSON answer (see module docstring)."""
+    """The value under `key` in the reply's final JSON answer (see module docstring).
+
+    Never raises on any text: a reply that cannot be read is a `parse_error` with the reason.
+    The work is linear in the reply, of which only the last MAX_REPLY_CHARS are read.
+    """
     if text is None or not text.strip():
         return Extraction("parse_error", detail="the reply is empty")
+    if len(text) > MAX_REPLY_CHARS:
+        # The final answer is at the end; cut at a line start so no fence is split.
+        tail = text[-MAX_REPLY_CHARS:]
+        text = tail[tail.find("\n") + 1 :]
     blocks = code_blocks(text)
     json_blocks = [b.body for b in blocks if b.label.startswith("json") or b.label == ""]
-    objects = balanced_objects(text)
+    spans, _ = scan_objects(text)
+    objects = [text[a : b + 1] for a, b in spans]
 
     found: tuple[Any, str] | None = None
-    for body in reversed(json_blocks):
+    too_deep = False
+    for body in json_blocks[: -MAX_CANDIDATES - 1 : -1]:
         try:
-            found = (json.loads(body), "json_block")
+            found = (_json(body), "json_block")
             break
-        except ValueError:
-            continue
+        except _NotJson as exc:
+            too_deep |= isinstance(exc, _TooDeep)
     if found is None:
-        for span in reversed(objects):
+        for span in objects[: -MAX_CANDIDATES - 1 : -1]:
             try:
-                found = (json.loads(span), "json_object")
+                found = (_json(span), "json_object")
                 break
-            except ValueError:
-                continue
+            except _NotJson as exc:
+                too_deep |= isinstance(exc, _TooDeep)
     if found is None:
-        literal_candidates = [b.body for b in blocks] + objects
-        # Prefer what comes last in the text: order candidates by their position.
-        literal_candidates.sort(key=lambda c: text.rfind(c))
-        for candidate in reversed(literal_candidates):
+        # Prefer what comes last in the text: order candidates by where they start.
+        literal_candidates = sorted(
+            [(b.start, b.body) for b in blocks] + [(a, text[a : b + 1]) for a, b in spans],
+            key=lambda c: c[0],
+        )
+        for _, candidate in literal_candidates[: -MAX_CANDIDATES - 1 : -1]:
             try:
                 found = (_literal(candidate), "python_literal")
                 break
-            except _NotJson:
-                continue
+            except _NotJson as exc:
+                too_deep |= isinstance(exc, _TooDeep)
     if found is None:
         if not blocks and not objects:
             detail = "no JSON block or object found in the reply"
+        elif too_deep:
+            detail = f"the answer nests deeper than {MAX_ANSWER_DEPTH} levels"
         else:
             detail = "no fenced block or {...} object in the reply parses as JSON or a literal"
         return Extraction("parse_error", detail=detail)
 
     value, method = found
+    if _depth_over(value, MAX_ANSWER_DEPTH):
+        return Extraction(
+            "parse_error",
+            detail=f"the answer nests deeper than {MAX_ANSWER_DEPTH} levels",
+            method=method,
+        )
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return Extraction(
+            "parse_error",
+            detail="the answer holds a lone surrogate escape (not valid Unicode text)",
+            method=method,
+        )
     if not isinstance(value, dict):
         return Extraction(
             "missing_key",
@@ -176,7 +256,7 @@ def extract_answer(text: str | None, key: str) -> Extraction:
             method=method,
         )
     if key not in value:
-        keys = ", ".join(repr(k) for k in list(value)[:5]) or "none"
+        keys = ", ".join(repr(k)[:40] for k in list(value)[:5]) or "none"
         return Extraction(
             "missing_key",
             detail=f"the answer object has no key {key!r} (keys: {keys})",
@@ -221,6 +301,7 @@ FEEDBACK_TEMPLATES: dict[tuple[str, str], str] = {
         "shorter so the answer fits."
     ),
     ("request_failed", "*"): "No reply was received for this task.",
+    ("judge_error", "*"): "Your answer {answer} could not be checked ({error}).",
 }
 
 # The request is kind-agnostic on purpose: the task prompt already fixed the answer format.

@@ -152,9 +152,10 @@ def _qualify(dotted: str, aliases: dict[str, str]) -> str:
     return f"{full}.{rest}" if rest else full
 
 
-def find_forbidden_io(code: str, *, where: str = "code") -> list[str]:
-    """Human-readable findings of I/O in `code` (must parse), e.g. "print() call at line 4"."""
-    tree = ast.parse(code)
+def find_forbidden_io(code: str | ast.Module, *, where: str = "code") -> list[str]:
+    """Human-readable findings of I/O in `code` (source that parses, or its tree), e.g.
+    "print() call at line 4"."""
+    tree = code if isinstance(code, ast.Module) else ast.parse(code)
     aliases = _aliases(tree)
     shadowed = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)} | {
         a for a in aliases

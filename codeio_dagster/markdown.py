@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 PYTHON_LABELS = {"python", "python3", "py", "py3"}
 
-_FENCE_OPEN = re.compile(r"^\s{0,8}(?P<fence>`{3,}|~{3,})\s*(?P<label>[^`\s]*)[^`]*$")
+# Possessive quantifiers: the same matches as the greedy pattern, but a long line that is no
+# fence (many spaces, then a backtick) fails in one pass instead of backtracking quadratically.
+_FENCE_OPEN = re.compile(r"^\s{0,8}(?P<fence>`{3,}+|~{3,}+)\s*+(?P<label>[^`\s]*+)[^`]*+$")
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class CodeBlock:
     label: str  # lowercased info string ("" when bare)
     body: str
     closed: bool
+    start: int = 0  # offset in the text of the opening fence line
 
 
 def _heading_section(line: str, aliases: Sequence[tuple[str, str]]) -> str | None:
@@ -77,6 +80,9 @@ def code_blocks(text: str) -> list[CodeBlock]:
     """Fenced blocks of a markdown text, in order; an unclosed last fence runs to the end."""
     blocks: list[CodeBlock] = []
     lines = text.splitlines()
+    offsets = [0]
+    for line in text.splitlines(keepends=True):
+        offsets.append(offsets[-1] + len(line))
     i = 0
     while i < len(lines):
         m = _FENCE_OPEN.match(lines[i])
@@ -84,6 +90,7 @@ def code_blocks(text: str) -> list[CodeBlock]:
             i += 1
             continue
         fence, label = m.group("fence"), m.group("label").lower()
+        start = offsets[i]
         body: list[str] = []
         i += 1
         closed = False
@@ -95,7 +102,7 @@ def code_blocks(text: str) -> list[CodeBlock]:
                 break
             body.append(lines[i])
             i += 1
-        blocks.append(CodeBlock(label=label, body=_dedent_block(body), closed=closed))
+        blocks.append(CodeBlock(label, _dedent_block(body), closed, start))
     return blocks
 
 

@@ -113,6 +113,7 @@ VerdictStatus = Literal[
     "timeout",
     "truncated",
     "request_failed",
+    "judge_error",
 ]
 
 

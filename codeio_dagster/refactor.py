@@ -25,6 +25,10 @@ REFACTOR_REASONS: dict[str, str] = {
     "missing_section": "a required section heading is absent or its body is empty (detail names it)",
     "missing_code_block": "the Main Function or Input Generator section holds no code block",
     "syntax_error": "a code block does not parse as Python (detail: section, line, message)",
+    "parse_error": "reading the reply raised an unexpected error (detail names it): a defect in "
+    "the parser, kept as the row's status so the shard goes on",
+    "invalid_code": "a code block is valid grammar that Python's parser still cannot hold (an "
+    "expression nested or chained too deeply, or too large)",
     "missing_main_solution": "no top-level `main_solution` that accepts keyword arguments",
     "missing_input_generator": "no top-level `input_generator` callable without arguments",
     "forbidden_io": "the code prints, reads input, touches files/network/processes, plots or "
@@ -165,6 +169,14 @@ def parse_refactor_reply(text: str | None) -> RefactorResult:
                 f"{SECTION_TITLES[section]} line {exc.lineno}: {exc.msg}",
                 **parts,
             )
+        except (RecursionError, MemoryError, ValueError) as exc:
+            # Valid grammar the parser still cannot hold: a 200k-term `1+1+...` chain overflows
+            # the AST builder's recursion (a poisoned reply; so would the sandbox's compile).
+            return RefactorResult(
+                "invalid_code",
+                f"{SECTION_TITLES[section]}: {type(exc).__name__}: {str(exc)[:200]}",
+                **parts,
+            )
 
     main = _top_level_function(trees["main_function"], "main_solution")
     if main is None:
@@ -184,8 +196,8 @@ def parse_refactor_reply(text: str | None) -> RefactorResult:
     if problem := _no_arg_problem(gen):
         return RefactorResult("missing_input_generator", problem, **parts)
 
-    findings = find_forbidden_io(code["main_function"], where="Main Function")
-    findings += find_forbidden_io(code["input_generator"], where="Input Generator")
+    findings = find_forbidden_io(trees["main_function"], where="Main Function")
+    findings += find_forbidden_io(trees["input_generator"], where="Input Generator")
     if findings:
         return RefactorResult("forbidden_io", "; ".join(findings), **parts)
     return RefactorResult("ok", None, **parts)

@@ -33,6 +33,12 @@ class InputRunResult:
 
 RunInputs = Callable[[Sequence[InputRun]], list[InputRunResult]]
 
+
+def _fault(exc: BaseException) -> str:
+    """What a row whose judging raised records: a plugin's bug or a value too deep to read."""
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
 # Sandbox statuses that carry a real output for the task kind to judge.
 _RAN = ("correct", "wrong")
 
@@ -74,39 +80,47 @@ def judge(
 
     for resp in responses.iter_rows(named=True):
         task = task_rows[resp["task_id"]]
-        kind = kinds[task["kind"]]
-        if resp["status"] in ("request_failed", "truncated"):
-            verdicts[resp["task_id"]] = verdict(resp, task, resp["status"], error=resp["error"])
-            continue
-        extraction = extract_answer(resp["content"], kind.answer_key)
-        if extraction.status != "ok":
-            verdicts[resp["task_id"]] = verdict(
-                resp, task, extraction.status, error=extraction.detail
-            )
-            continue
-        answer = json.dumps(extraction.value, sort_keys=True, ensure_ascii=False)
-        check = kind.check_answer(extraction.value, task)
-        if check.status == "needs_execution":
-            # The sandbox compares with the task's given output by the CodeI/O rule; the kind
-            # still has the last word on what the actual output means.
-            run = InputRun(
-                resp["task_id"],
-                code_by_function[task["function_id"]],
-                check.run_input or {},
-                task["given"],
-            )
-            pending.append((resp, task, run, answer))
-        else:
-            verdicts[resp["task_id"]] = verdict(
-                resp, task, check.status, answer, error=check.detail
-            )
+        try:
+            kind = kinds[task["kind"]]
+            if resp["status"] in ("request_failed", "truncated"):
+                verdicts[resp["task_id"]] = verdict(resp, task, resp["status"], error=resp["error"])
+                continue
+            extraction = extract_answer(resp["content"], kind.answer_key)
+            if extraction.status != "ok":
+                verdicts[resp["task_id"]] = verdict(
+                    resp, task, extraction.status, error=extraction.detail
+                )
+                continue
+            answer = json.dumps(extraction.value, sort_keys=True, ensure_ascii=False)
+            check = kind.check_answer(extraction.value, task)
+            if check.status == "needs_execution":
+                # The sandbox compares with the task's given output by the CodeI/O rule; the kind
+                # still has the last word on what the actual output means.
+                run = InputRun(
+                    resp["task_id"],
+                    code_by_function[task["function_id"]],
+                    check.run_input or {},
+                    task["given"],
+                )
+                pending.append((resp, task, run, answer))
+            else:
+                verdicts[resp["task_id"]] = verdict(
+                    resp, task, check.status, answer, error=check.detail
+                )
+        except Exception as exc:  # noqa: BLE001 - one row's fault is that row's verdict
+            verdicts[resp["task_id"]] = verdict(resp, task, "judge_error", error=_fault(exc))
     if pending:
         results = run_inputs([run for _, _, run, _ in pending])
         for (resp, task, run, answer), result in zip(pending, results, strict=True):
             status, error = result.status, result.error
-            if status in _RAN and result.actual_output is not None:
-                check = kinds[task["kind"]].check_execution(json.loads(result.actual_output), task)
-                status, error = check.status, check.detail or error
-            verdicts[run.task_id] = verdict(resp, task, status, answer, result.actual_output, error)
+            try:
+                if status in _RAN and result.actual_output is not None:
+                    actual = json.loads(result.actual_output)
+                    check = kinds[task["kind"]].check_execution(actual, task)
+                    status, error = check.status, check.detail or error
+                judged = verdict(resp, task, status, answer, result.actual_output, error)
+            except Exception as exc:  # noqa: BLE001 - one row's fault is that row's verdict
+                judged = verdict(resp, task, "judge_error", answer, error=_fault(exc))
+            verdicts[run.task_id] = judged
     ordered = [verdicts[r] for r in responses.get_column("task_id").to_list()]
     return to_frame(ordered, VerdictRecord)

@@ -7,6 +7,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -147,6 +148,9 @@ class _Reply:
     retry_after: float | None = None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_completion(body: bytes | str) -> _Reply:
     """A chat completion body turned into a reply; anything unexpected is a malformed reply."""
 
@@ -169,6 +173,10 @@ def parse_completion(body: bytes | str) -> _Reply:
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
         return bad("choices[0].message.content is missing or not a string")
+    if _SURROGATE.search(content):
+        # A `\ud800` escape decodes to a lone surrogate that no UTF-8 store (cache, Parquet) can
+        # hold; keep the reply with U+FFFD in its place, as a UTF-8 decoder would.
+        content = _SURROGATE.sub("\ufffd", content)
     finish = choice.get("finish_reason")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     pt, ct = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)

@@ -68,7 +68,9 @@ def reply_for(messages: list[dict]) -> str:
 
 
 class ScriptedLLM:
-    def __init__(self):
+    """`reply(messages) -> content` picks each reply (default: `reply_for`)."""
+
+    def __init__(self, reply=reply_for):
         self.requests: list[dict] = []
         outer = self
 
@@ -79,7 +81,7 @@ class ScriptedLLM:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
-                content = reply_for(body["messages"])
+                content = reply(body["messages"])
                 payload = {
                     "id": f"cmpl-{len(outer.requests)}",
                     "object": "chat.completion",
@@ -157,7 +159,13 @@ def write_config(tmp_path, base_url: str, *, shard_size: int = 2, extra: str = "
 
 @pytest.fixture
 def graph_files():
-    """Writers for a tiny corpus and its codeio.yaml (test modules are not a package)."""
+    """Writers for a tiny corpus and its codeio.yaml, and the scripted server (test modules are
+    not a package)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(write_corpus=write_corpus, write_config=write_config)
+    return SimpleNamespace(
+        write_corpus=write_corpus,
+        write_config=write_config,
+        ScriptedLLM=ScriptedLLM,
+        REFACTOR_REPLY=REFACTOR_REPLY,
+    )

@@ -6,12 +6,14 @@ import pytest
 
 from codeio_dagster.answers import (
     FEEDBACK_TEMPLATES,
+    MAX_REPLY_CHARS,
     REVISION_REQUEST,
     balanced_objects,
     extract_answer,
     feedback_hash,
     feedback_text,
     revision_messages,
+    scan_objects,
 )
 
 
@@ -210,3 +212,60 @@ def test_feedback_hash_covers_the_templates(monkeypatch):
     before = feedback_hash()
     monkeypatch.setitem(FEEDBACK_TEMPLATES, ("timeout", "*"), "changed")
     assert feedback_hash() != before
+
+
+# -- poisoned replies: every one is a status, never an exception; the scan is linear ----------
+
+
+def test_json_nested_thousands_deep_is_a_parse_error_not_a_recursion_error():
+    for text in ("```json\n" + "[" * 5000 + "]" * 5000 + "\n```", "[" * 5000 + "]" * 5000):
+        got = extract_answer(text, "output")
+        assert got.status == "parse_error"
+    got = extract_answer('```json\n{"output": ' + "[" * 5000 + "]" * 5000 + "}\n```", "output")
+    assert (got.status, got.detail) == ("parse_error", "the answer nests deeper than 100 levels")
+
+
+def test_an_answer_deeper_than_the_bound_is_a_parse_error_and_one_within_is_kept():
+    deep = '{"output": ' + "[" * 150 + "]" * 150 + "}"
+    assert extract_answer(deep, "output").detail == "the answer nests deeper than 100 levels"
+    ok = '{"output": ' + "[" * 50 + "]" * 50 + "}"
+    assert extract_answer(ok, "output").status == "ok"
+
+
+def test_a_lone_surrogate_escape_in_the_answer_is_a_parse_error():
+    got = extract_answer('```json\n{"output": "\\ud800"}\n```', "output")
+    assert got.status == "parse_error"
+    assert "surrogate" in got.detail
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: "{" * n,
+        lambda n: '{"' * n,
+        lambda n: "{'" * n + "\n",
+        lambda n: "{\\'" * n + "\n",
+        lambda n: '{\\"' * n,
+        lambda n: "{it's\n" * n,
+        lambda n: '{"a": "' + "}" * n,
+        lambda n: "{}" * n,
+    ],
+)
+def test_the_object_scan_visits_each_character_a_bounded_number_of_times(make):
+    # Counted work, not time: the quadratic scan visited ~n^2/2 characters on "{" * n.
+    for n in (1_000, 10_000, 50_000):
+        text = make(n)
+        _, visited = scan_objects(text)
+        assert visited <= 4 * len(text)
+
+
+def test_twenty_thousand_open_braces_are_a_parse_error():
+    assert extract_answer("{" * 20_000, "output").status == "parse_error"
+
+
+def test_a_reply_longer_than_the_bound_is_read_from_its_end():
+    text = "x" * (MAX_REPLY_CHARS + 10) + '\n```json\n{"output": 1}\n```'
+    assert extract_answer(text, "output").value == 1
+    assert extract_answer('{"output": 1}\n' + "x" * MAX_REPLY_CHARS, "output").status == (
+        "parse_error"
+    )

@@ -264,3 +264,11 @@ def test_the_prompt_example_itself_parses_ok():
     system = build_refactor_messages("x = 1")[0]["content"]
     example = system[system.index("a good reply is:") :]
     assert parse_refactor_reply(example).status == "ok"
+
+
+def test_code_the_parser_cannot_hold_is_invalid_code_not_an_exception():
+    chain = "def main_solution(x):\n    return " + "+".join(["1"] * 200_000) + "\n"
+    result = parse_refactor_reply(reply(main=chain))
+    assert result.status == "invalid_code"
+    assert result.detail.startswith("Main Function: RecursionError")
+    assert "invalid_code" in REFACTOR_REASONS

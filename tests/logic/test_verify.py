@@ -133,3 +133,45 @@ def test_a_plugin_kind_judges_its_own_answers(judged):
     # The feedback names the plugin's own answer key and its reason, not a generic "answer".
     assert '{"type": ...}' in verdicts["type_bad"]["feedback"]
     assert "must be one of null, boolean" in verdicts["type_bad"]["feedback"]
+
+
+def test_a_row_whose_judging_raises_gets_judge_error_and_the_rest_are_judged():
+    from codeio_dagster.tasks.builtin import InputPrediction, OutputPrediction
+
+    class Broken(OutputPrediction):
+        name = "broken_prediction"
+
+        def check_answer(self, answer_value, task):
+            raise KeyError("a plugin bug")
+
+    tasks = [
+        _task("boom", "broken_prediction", '{"n": 3}', "[1, 2, 3]"),
+        _task("deep", "input_prediction", "[1, 2]", '{"n": 2}'),
+        _task("fine", "output_prediction", '{"n": 3}', "[1, 2, 3]"),
+    ]
+    replies = [
+        _reply("boom", _block("output", [1, 2, 3])),
+        _reply("deep", _block("input", {"n": 2})),
+        _reply("fine", _block("output", [1, 2, 3])),
+    ]
+    too_deep = "[" * 100_000 + "]" * 100_000  # an output no recursive decoder can read
+
+    frame = judge(
+        to_frame(replies, ResponseRecord),
+        to_frame(tasks, PredictionTaskRecord),
+        kinds={
+            "broken_prediction": Broken(),
+            "input_prediction": InputPrediction(),
+            "output_prediction": OutputPrediction(),
+        },
+        code_by_function={"f1": "def main_solution(n):\n    return n"},
+        run_inputs=lambda runs: [InputRunResult("wrong", too_deep, None) for _ in runs],
+    )
+    verdicts = {row["task_id"]: row for row in frame.iter_rows(named=True)}
+    assert {k: v["status"] for k, v in verdicts.items()} == {
+        "boom": "judge_error",
+        "deep": "judge_error",
+        "fine": "correct",
+    }
+    assert "KeyError: 'a plugin bug'" in verdicts["boom"]["feedback"]
+    assert "RecursionError" in verdicts["deep"]["feedback"]
