@@ -1,0 +1,335 @@
+"""Cost of the pipeline's own work per raw file: one 200-file shard through the whole graph.
+
+The LLM is an instant OpenAI-compatible server (real HTTP, the chat-completions protocol) that
+replays the CodeI/O authors' own results for their 1,000-file sample
+(`../shared/fixtures/codeio_rawcode_1k_parsed.jsonl`), so every second measured is the
+pipeline's, not a model's:
+
+- a refactor request for a raw file the authors kept gets a four-section reply: their reference
+  code, I/O description and problem statement, and an input generator (theirs were not kept)
+  that draws from their stored inputs at random; a file they dropped gets a reply without the
+  sections (dropped as `missing_section`, as a model's unusable reply would be);
+- an output (input) prediction is answered with their stored output (an input giving the asked
+  output): wrongly at turn 0 for about half the prompts (chosen by a hash of the prompt, so
+  reruns ask the same), rightly after feedback, so verdicts and the revision turn have work.
+
+`codeio demo` runs as its own process twice on the same shard (real nsjail, every limit as
+configured: one output- and one input-prediction task per function, one revision turn); the
+second run is the unchanged rerun. Printed: seconds per Dagster step (from the run's step
+stats), the whole process and seconds per raw file for both runs, the LLM requests each sent,
+then the cost of publishing one more shard to a local folder that already holds 100 and 1,000
+shards. Last line: `seconds_per_file=X rerun_share=Y` (rerun seconds / first-run seconds).
+
+    .venv/bin/python benchmarks/pipeline.py [--shard 0] [--files 200] [--publish 100,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+RAW = FIXTURES / "codeio_rawcode_1k.jsonl"
+PARSED = FIXTURES / "codeio_rawcode_1k_parsed.jsonl"
+KEY_ENV = "CODEIO_BENCH_KEY"
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _literal(value):
+    return ast.literal_eval(value) if isinstance(value, str) else value
+
+
+class Replayer:
+    """The authors' results, looked up from what a request shows (raw code or problem text)."""
+
+    def __init__(self, raw_rows: list[dict], parsed_rows: list[dict]):
+        by_index = {}
+        for row in parsed_rows:
+            ios = [io for io in _literal(row["ios"]) if isinstance(io.get("input"), dict)]
+            if ios:
+                by_index[_literal(row["meta"])["msgidx"]] = {**row, "ios": ios}
+        self.by_code = {
+            raw["content"].strip("\n")[:2000]: by_index.get(i) for i, raw in enumerate(raw_rows)
+        }
+        self.by_problem = {_norm(r["problem_description"])[:300]: r for r in by_index.values()}
+
+    def refactor(self, prompt: str) -> str:
+        match = re.search(r"(`{3,})python\n(.*?)\n\1", prompt, re.S)
+        row = self.by_code.get(match.group(2)[:2000]) if match else None
+        if row is None:
+            return "This file has no self-contained logic that could be refactored."
+        inputs = json.dumps([io["input"] for io in row["ios"]])
+        generator = textwrap.dedent(
+            f"""\
+            import json
+            import random
+
+            _STORED = json.loads({inputs!r})
+
+            def input_generator():
+                return random.choice(_STORED)
+            """
+        )
+        return (
+            f"## Main Function\n```python\n{row['refcode'].strip()}\n```\n\n"
+            f"## Input Output Description\n{row['io_requirements'].strip()}\n\n"
+            f"## Input Generator\n```python\n{generator}```\n\n"
+            f"## Problem Statement\n{row['problem_description'].strip()}\n"
+        )
+
+    def predict(self, prompt: str, turn: int) -> str:
+        problem = re.search(r"## Problem\n(.*?)\n## Inputs and output", prompt, re.S)
+        row = self.by_problem.get(_norm(problem.group(1))[:300]) if problem else None
+        given = re.search(r"```json\n(.*?)\n```", prompt[prompt.find("## Given") :], re.S)
+        if row is None or given is None:
+            return 'I cannot tell.\n```json\n{"output": null}\n```'
+        value = json.loads(given.group(1))
+        wrong = turn == 0 and hashlib.sha256(prompt.encode()).digest()[0] < 128
+        if "## Given input" in prompt:
+            found = [io["output"] for io in row["ios"] if io["input"] == value]
+            answer = {"output": "no idea" if wrong or not found else found[0]}
+        else:
+            found = [io["input"] for io in row["ios"] if io["output"] == value]
+            answer = {"input": {} if wrong or not found else found[0]}
+        return f"Tracing the function step by step.\n```json\n{json.dumps(answer)}\n```"
+
+    def reply(self, messages: list[dict]) -> str:
+        prompt = next(m["content"] for m in messages if m["role"] == "user")
+        if "## Given input" in prompt or "## Given output" in prompt:
+            return self.predict(prompt, sum(m["role"] == "assistant" for m in messages))
+        return self.refactor(prompt)
+
+
+class StubLLM:
+    """An instant OpenAI-compatible chat-completions server on 127.0.0.1 (a thread)."""
+
+    def __init__(self, replayer: Replayer):
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests += 1
+                payload = {
+                    "id": f"cmpl-{outer.requests}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": replayer.reply(body["messages"]),
+                            },
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 100, "total_tokens": 200},
+                }
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def write_project(root: Path, raw_rows: list[dict], base_url: str) -> Path:
+    with open(root / "rawcode.jsonl", "w") as out:
+        for row in raw_rows:
+            out.write(json.dumps(row) + "\n")
+    config = textwrap.dedent(
+        f"""\
+        data_dir: data
+        sources:
+          - {{name: rawcode, kind: jsonl, options: {{path: rawcode.jsonl, content_column: content}}}}
+        shards: {{size: {len(raw_rows)}}}
+        llm:
+          base_url: {base_url}
+          api_key_env: {KEY_ENV}
+          cache_path: llm_cache.sqlite
+          max_concurrency: 8
+        stages:
+          refactor: {{model: replay, max_tokens: 2048}}
+          prediction: {{model: replay, max_tokens: 1024}}
+          revision: {{model: replay, max_tokens: 1024}}
+        tasks:
+          kinds: {{output_prediction: 1, input_prediction: 1}}
+        revision: {{turns: 1}}
+        publish: {{target: local, local_dir: published}}
+        """
+    )
+    path = root / "codeio.yaml"
+    path.write_text(config)
+    return path
+
+
+def run_demo(root: Path, config: Path, stub: StubLLM) -> dict:
+    env = {**os.environ, "DAGSTER_HOME": str(root / "dagster_home"), KEY_ENV: "not-a-secret"}
+    before_requests = stub.requests
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "codeio"), "demo", "--config", str(config)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"codeio demo failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
+    return {
+        "seconds": seconds,
+        "requests": stub.requests - before_requests,
+        "stdout": proc.stdout,
+    }
+
+
+def step_seconds(
+    home: Path, config: Path, run_ids_before: set[str]
+) -> tuple[dict[str, float], set[str]]:
+    """Seconds per asset step of the runs new since `run_ids_before`; check steps summed."""
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    from codeio_dagster.assets import build_assets
+    from codeio_dagster.config import load_config
+
+    assets = {k.to_user_string() for a in build_assets(load_config(config)) for k in a.keys}
+    with dg.DagsterInstance.get() as instance:
+        runs = {r.run_id for r in instance.get_runs()}
+        totals: dict[str, float] = defaultdict(float)
+        for run_id in runs - run_ids_before:
+            for stat in instance.get_run_step_stats(run_id):
+                if stat.start_time is None or stat.end_time is None:
+                    continue
+                key = stat.step_key if stat.step_key in assets else "(asset check steps)"
+                totals[key] += stat.end_time - stat.start_time
+    return dict(totals), runs
+
+
+def publication_costs(root: Path, points: list[int], sample: int = 5) -> dict[int, float]:
+    """Median seconds of publishing one shard into a local folder holding N shards already."""
+    import polars as pl
+
+    from codeio_dagster.publish import CardInfo, LocalFolderPublisher
+
+    published = root / "data" / "assets"
+    tables = {
+        config: pl.read_parquet(next((published / f"{config}_dataset").glob("*.parquet")))
+        for config in ("codeio", "codeio_pp", "unified")
+    }
+    # Small tables: the cost measured is the bookkeeping around a shard, not its Parquet bytes.
+    tables = {name: frame.head(5) for name, frame in tables.items()}
+    publisher = LocalFolderPublisher(path=str(root / "publication_bench"))
+    info = CardInfo(funnel={"raw_files": 200, "functions": 67})
+    costs, times = {}, []
+    for n in range(max(points) + sample):
+        start = time.perf_counter()
+        publisher.publish_partition(f"bench-{n:05d}", tables, info)
+        times.append(time.perf_counter() - start)
+        for point in points:
+            if n == point + sample - 1:
+                costs[point] = statistics.median(times[point:])
+    return costs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shard", type=int, default=0, help="which 200-row block of the 1k file")
+    parser.add_argument("--files", type=int, default=200, help="raw files in the shard")
+    parser.add_argument("--publish", default="100,1000", help="published shard counts to time")
+    parser.add_argument("--keep", help="work in this folder and keep it")
+    args = parser.parse_args()
+    if not RAW.exists() or not PARSED.exists():
+        print(f"fixtures not found under {FIXTURES}: this benchmark needs ../shared/fixtures")
+        return 1
+    raw_rows = [json.loads(line) for line in RAW.read_text().splitlines() if line.strip()]
+    parsed_rows = [json.loads(line) for line in PARSED.read_text().splitlines() if line.strip()]
+    shard_rows = raw_rows[args.shard * args.files : (args.shard + 1) * args.files]
+    stub = StubLLM(Replayer(raw_rows, parsed_rows))
+    tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="codeio-pipeline-bench-")
+    root = Path(args.keep or tmp.name).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        config = write_project(root, shard_rows, stub.base_url)
+        home = root / "dagster_home"
+        home.mkdir(exist_ok=True)
+        results, seen = [], set()
+        for label in ("first run", "unchanged rerun"):
+            result = run_demo(root, config, stub)
+            steps, seen_now = step_seconds(home, config, seen)
+            seen = seen_now
+            results.append(result)
+            print(f"== {label}: codeio demo on {len(shard_rows)} raw files")
+            for step, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+                print(f"  {step:<34} {seconds:8.2f} s")
+            outside = result["seconds"] - sum(steps.values())
+            print(f"  {'(outside steps: start, landing, runs)':<34} {outside:8.2f} s")
+            print(
+                f"  whole process {result['seconds']:.2f} s, "
+                f"{result['seconds'] / len(shard_rows):.4f} s per raw file, "
+                f"{result['requests']} LLM requests"
+            )
+        funnel = results[0]["stdout"].split("funnel", 1)[-1].split("elapsed")[0]
+        print("== funnel of the first run" + funnel.rstrip())
+        points = [int(p) for p in args.publish.split(",") if p]
+        costs = publication_costs(root, points)
+        print("== publishing one shard into a local folder that holds N shards")
+        for point in points:
+            print(f"  N={point:<6} {costs[point] * 1000:8.1f} ms")
+        if len(points) >= 2:
+            print(
+                f"  ratio N={points[-1]} / N={points[0]}: {costs[points[-1]] / costs[points[0]]:.2f}"
+            )
+        first, rerun = results
+        print(
+            f"seconds_per_file={first['seconds'] / len(shard_rows):.4f} "
+            f"rerun_share={rerun['seconds'] / first['seconds']:.3f}"
+        )
+    finally:
+        stub.close()
+        if tmp is not None:
+            tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
