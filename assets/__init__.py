@@ -18,6 +18,7 @@ def build_assets(config: CodeioConfig, config_path: str = "") -> list[dg.AssetsD
     from codeio_dagster.assets.unified_functions import unified_functions
     from codeio_dagster.assets.verdicts import build_verdicts
     from codeio_dagster.card import card_info_provider
+    from codeio_dagster.versions import with_code_versions
 
     turns = config.revision.turns
     graph = [raw_code, unified_functions, io_pairs, prediction_tasks, responses, build_verdicts(0)]
@@ -28,4 +29,4 @@ def build_assets(config: CodeioConfig, config_path: str = "") -> list[dg.AssetsD
         provider=card_info_provider(config, config_path),
         datasets=[d.key.to_user_string() for d in datasets],
     )
-    return graph + datasets + [hub]
+    return with_code_versions(config, graph + datasets + [hub])

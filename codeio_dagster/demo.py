@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from codeio_dagster.partitions import shards
     from codeio_dagster.resources import build_resources
     from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.versions import stale_assets
 
     start = time.perf_counter()
     try:
@@ -47,9 +48,15 @@ def run(args: argparse.Namespace) -> int:
     resources = build_resources(config, str(Path(args.config).resolve()))
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for shard in names:
+        # A shard whose inputs, code and config are unchanged is not run again.
+        todo = stale_assets(instance, graph, shard)
+        if not todo:
+            print(f"[codeio] shard {shard} is up to date: skipped")
+            continue
         print(f"[codeio] materialising shard {shard} ({time.perf_counter() - start:.0f}s)")
         result = dg.materialize(
             graph,
+            selection=todo,
             partition_key=shard,
             instance=instance,
             resources=resources,

@@ -1,0 +1,126 @@
+"""Unchanged work is free: code versions mark exactly what a change makes stale."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+import yaml
+
+from codeio_dagster.assets import build_assets
+from codeio_dagster.assets.checks import build_checks
+from codeio_dagster.config import load_config
+from codeio_dagster.partitions import shards
+from codeio_dagster.resources import build_resources
+from codeio_dagster.shards import Landing, land_new_shards
+from codeio_dagster.versions import code_version, config_slice, stale_assets
+
+pytestmark = pytest.mark.sandbox
+
+
+def _variant(path: str, name: str, edit) -> str:
+    """A copy of the config at `path` (same folder, so relative paths hold) changed by `edit`."""
+    from pathlib import Path
+
+    data = yaml.safe_load(Path(path).read_text())
+    edit(data)
+    out = Path(path).with_name(name)
+    out.write_text(yaml.safe_dump(data))
+    return str(out)
+
+
+def _graph(path: str):
+    config = load_config(path)
+    return config, build_assets(config) + build_checks(config)
+
+
+def _names(keys) -> list[str]:
+    return sorted(k.to_user_string() for k in keys)
+
+
+def test_config_change_marks_only_what_depends_on_it(tmp_path, scripted_llm, graph_files):
+    graph_files.write_corpus(tmp_path / "corpus", ["alpha", "beta"])
+    path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=10)
+    config, graph = _graph(path)
+    (shard,) = [s.name for s in land_new_shards(config, Landing(config.data_dir / "landing"))]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(shards.name, [shard])
+
+    everything = _names(k for a in graph for k in a.keys)
+    assert _names(stale_assets(instance, graph, shard)) == everything  # nothing materialised yet
+    resources = build_resources(config, path)
+    assert dg.materialize(
+        graph, partition_key=shard, instance=instance, resources=resources
+    ).success
+    assert stale_assets(instance, graph, shard) == []
+
+    # A checks threshold decides no asset's rows: nothing to redo.
+    checks_only = _variant(path, "checks.yaml", lambda d: d.update(checks={"min_pass_rate": 0.1}))
+    assert stale_assets(instance, _graph(checks_only)[1], shard) == []
+
+    # The revision stage's sampling: the revision turn and everything that reads it.
+    def hotter(data):
+        data["stages"]["revision"]["temperature"] = 0.2
+
+    revised_path = _variant(path, "revision.yaml", hotter)
+    revised_config, revised = _graph(revised_path)
+    stale = stale_assets(instance, revised, shard)
+    assert _names(stale) == [
+        "codeio_pp_dataset",
+        "hub_publication",
+        "responses_turn_1",
+        "verdicts_turn_1",
+    ]
+    requests_before = len(scripted_llm.requests)
+    result = dg.materialize(
+        revised,
+        selection=stale,
+        partition_key=shard,
+        instance=instance,
+        resources=build_resources(revised_config, revised_path),
+    )
+    assert result.success
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
+        k.to_user_string() for k in stale
+    }
+    # Only the revision turn's prompts went to the model again (its sampling changed).
+    sent = scripted_llm.requests[requests_before:]
+    assert sent and all(r["temperature"] == 0.2 for r in sent)
+    assert stale_assets(instance, revised, shard) == []
+    # Going back to the first config: the revision turn is stale again, the rest is not.
+    assert _names(stale_assets(instance, graph, shard)) == _names(stale)
+
+
+def test_code_version_follows_the_asset_config_keys(tmp_path, scripted_llm, graph_files):
+    config = load_config(graph_files.write_config(tmp_path, scripted_llm.base_url))
+    colder = config.stages.refactor.model_copy(update={"temperature": 0.1})
+    other = config.model_copy(
+        update={"stages": config.stages.model_copy(update={"refactor": colder})}
+    )
+    assert code_version(config, "unified_functions") != code_version(other, "unified_functions")
+    assert code_version(config, "io_pairs") == code_version(other, "io_pairs")
+    # The revision-turn families share their entry; an unknown asset depends on everything.
+    assert config_slice(config, "responses_turn_3") == config_slice(config, "responses_turn_1")
+    assert set(config_slice(config, "some_plugin_asset")) == {""}
+
+
+def test_codeio_demo_rerun_skips_the_unchanged_shard(
+    tmp_path, scripted_llm, graph_files, monkeypatch
+):
+    import argparse
+
+    from codeio_dagster import demo
+
+    graph_files.write_corpus(tmp_path / "corpus", ["alpha", "beta"])
+    path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=10)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    args = argparse.Namespace(config=path)
+    assert demo.run(args) == 0
+    with dg.DagsterInstance.get() as instance:
+        runs = len(instance.get_runs())
+    requests = len(scripted_llm.requests)
+
+    assert demo.run(args) == 0
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs()) == runs  # no run launched for the unchanged shard
+    assert len(scripted_llm.requests) == requests
