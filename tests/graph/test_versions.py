@@ -7,7 +7,6 @@ import pytest
 import yaml
 
 from codeio_dagster.assets import build_assets
-from codeio_dagster.assets.checks import build_checks
 from codeio_dagster.config import load_config
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import build_resources
@@ -30,7 +29,7 @@ def _variant(path: str, name: str, edit) -> str:
 
 def _graph(path: str):
     config = load_config(path)
-    return config, build_assets(config) + build_checks(config)
+    return config, build_assets(config)
 
 
 def _names(keys) -> list[str]:
