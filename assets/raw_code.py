@@ -27,7 +27,7 @@ def raw_code(context: dg.AssetExecutionContext, codeio: CodeioResource):
         stage_metadata(
             counters,
             sample=frame.filter(pl.col("status") != "ok"),
-            sample_columns=["path", "status", "size_bytes"],
+            sample_columns=["path", "status", "size_bytes", "detail"],
             extra={
                 "sources": sorted(set(frame.get_column("source").to_list())),
                 # Pinned revisions of Hub sources, so a shard can be traced to exact bytes.

@@ -1,12 +1,20 @@
-"""Cost of a raw-code sensor tick: listing-based landing vs re-reading every source file.
+"""Cost of raw-code sensor ticks and of landing, measured side by side in one run.
 
-A folder of N small `.py` files and a JSONL table of N rows are landed once. Then, in one run
-and side by side, the same ticks go through `land_new_shards` with the sources' cheap listing
-(paths, sizes, mtimes) and with the listing switched off (every file read and hashed, as before):
-a tick that finds nothing new, and a tick after one new file. Reported: median seconds per tick
-and the ratio full / listed.
+1. Idle ticks: a folder of N small `.py` files and a JSONL table of N rows are landed once; a
+   tick that finds nothing new goes through `land_new_shards` with the sources' cheap listing
+   (paths, sizes, mtimes) and with the listing switched off (every file read and hashed).
+2. Append ticks: a JSONL table with few and with many rows landed before gets one shard's worth
+   of rows appended; the tick that lands them is timed resuming from where the last tick stopped
+   and reading the table from its top (resuming switched off). The ratio large / small shows
+   whether a tick grows with what was landed before.
+3. Landing memory: a folder of small and of large file counts is landed in a fresh process,
+   streaming (shards written as they fill) and all at once (every shard planned in memory, then
+   written); peak RSS above the process's RSS before landing, as a ratio large / small.
+4. Partition lookups: the shards `codeio demo` registers are found missing with one question
+   to the Dagster instance, counted.
 
-    .venv/bin/python benchmarks/sensor_tick.py [--files 20000] [--repeat 5]
+    .venv/bin/python benchmarks/sensor_tick.py [--files 20000] [--rows 1000 50000]
+        [--memory-files 1000 10000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+SHARD = 200
 
 
 def _corpus(root: Path, n: int) -> None:
@@ -41,40 +52,35 @@ def _median_tick(config, landing_dir: Path, repeat: int) -> float:
     return statistics.median(times)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-
+def idle_ticks(files: int, repeat: int) -> None:
     from codeio_dagster.config import parse_config
     from codeio_dagster.shards import Landing, land_new_shards
     from codeio_dagster.sources import FolderSource, JsonlSource
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _corpus(root / "raw", args.files)
+        _corpus(root / "raw", files)
         data = {
             "sources": [
                 {"name": "py", "kind": "folder", "options": {"path": "raw/py", "glob": "*.py"}},
                 {"name": "jl", "kind": "jsonl", "options": {"path": "raw/rows.jsonl"}},
             ],
-            "shards": {"size": 200},
+            "shards": {"size": SHARD},
         }
         config = parse_config(data, base_dir=root)
         landing_dir = root / "landing"
         start = time.perf_counter()
         first = land_new_shards(config, Landing(landing_dir))
         print(
-            f"first tick: {len(first)} shards from {2 * args.files} raw files in "
+            f"first tick: {len(first)} shards from {2 * files} raw files in "
             f"{time.perf_counter() - start:.2f}s"
         )
 
-        listed = _median_tick(config, landing_dir, args.repeat)
+        listed = _median_tick(config, landing_dir, repeat)
         original = {cls: cls.units for cls in (FolderSource, JsonlSource)}
         for cls in original:
             cls.units = lambda self: None
-        full = _median_tick(config, landing_dir, args.repeat)
+        full = _median_tick(config, landing_dir, repeat)
         for cls, units in original.items():
             cls.units = units
         print(f"idle tick, listed: {listed * 1000:8.1f} ms")
@@ -88,6 +94,165 @@ def main() -> int:
             f"(landed {added.name})"
         )
         print(f"ratio_idle_full_over_listed={full / listed:.1f}")
+
+
+def _rows(start: int, n: int) -> str:
+    return "".join(
+        json.dumps({"path": f"r{i}.py", "content": f"def r{i}(xs):\n    return xs\n" * 10}) + "\n"
+        for i in range(start, start + n)
+    )
+
+
+def _append_tick_ms(landed_rows: int, repeat: int, *, resume: bool) -> float:
+    """Median ms of a tick landing one appended shard into a table of `landed_rows` rows."""
+    from codeio_dagster.config import parse_config
+    from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.sources.files import JsonlSource
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        table = root / "rows.jsonl"
+        table.write_text(_rows(0, landed_rows))
+        data = {
+            "sources": [{"name": "jl", "kind": "jsonl", "options": {"path": "rows.jsonl"}}],
+            "shards": {"size": SHARD},
+        }
+        config, landing = parse_config(data, base_dir=root), Landing(root / "landing")
+        land_new_shards(config, landing)
+        resume_from = JsonlSource._resume
+        if not resume:
+            JsonlSource._resume = lambda self, path, position: None
+        try:
+            times, total = [], landed_rows
+            for _ in range(repeat):
+                with table.open("a") as handle:
+                    handle.write(_rows(total, SHARD))
+                total += SHARD
+                start = time.perf_counter()
+                (added,) = land_new_shards(config, landing)
+                times.append(time.perf_counter() - start)
+                assert added.rows.height == SHARD
+        finally:
+            JsonlSource._resume = resume_from
+        return statistics.median(times) * 1000
+
+
+def append_ticks(small: int, large: int, repeat: int) -> None:
+    results = {}
+    for resume in (True, False):
+        for rows in (small, large):
+            results[resume, rows] = _append_tick_ms(rows, repeat, resume=resume)
+    for resume, label in ((True, "resumed "), (False, "from top")):
+        a, b = results[resume, small], results[resume, large]
+        print(
+            f"append tick ({SHARD} new rows), {label}: {small:>7,} landed {a:8.1f} ms, "
+            f"{large:>7,} landed {b:8.1f} ms, ratio {b / a:5.2f}"
+        )
+    ratio = results[True, large] / results[True, small]
+    print(f"ratio_append_tick_large_over_small={ratio:.2f} (rows ratio {large / small:.0f})")
+
+
+_LAND = """
+import resource, sys
+from pathlib import Path
+from codeio_dagster.config import parse_config
+from codeio_dagster.shards import Landing, land_new_shards, plan_shards
+from codeio_dagster.sources import build_source
+
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+root, mode = Path(sys.argv[1]), sys.argv[2]
+data = {"sources": [{"name": "py", "kind": "folder", "options": {"path": "py"}}],
+        "shards": {"size": 200}}
+config, landing = parse_config(data, base_dir=root), Landing(root / mode)
+before = rss_kb()
+if mode == "streaming":
+    landed = land_new_shards(config, landing)
+else:  # every shard planned in memory, then written, as landing did before it streamed
+    source = build_source(config.sources[0])
+    landed = plan_shards(source.scan(), source="py", index=landing.index(), shard_size=200)
+    landing.write(landed)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(max(peak - before, 0), sum(s.rows.height for s in landed))
+"""
+
+
+def _land_peak_mb(files: int, mode: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "py").mkdir()
+        # About 14 KB a file, the mean of the files behind the 715 MB at 50K files of issue 14.
+        body = "".join(f"def f(xs):\n    return sum(xs) + {j}\n" for j in range(400))
+        for i in range(files):
+            (root / "py" / f"f{i:06d}.py").write_text(f"# file {i}\n{body}")
+        out = subprocess.run(
+            [sys.executable, "-c", _LAND, str(root), mode], capture_output=True, text=True
+        )
+        if out.returncode:
+            raise RuntimeError(out.stderr)
+        grown_kb, landed = map(int, out.stdout.split())
+        assert landed == files
+        return grown_kb / 1024
+
+
+def landing_memory(small: int, large: int) -> None:
+    ratios = {}
+    for mode in ("streaming", "all_at_once"):
+        a, b = _land_peak_mb(small, mode), _land_peak_mb(large, mode)
+        ratios[mode] = b / max(a, 1e-9)
+        print(
+            f"landing peak RSS growth, {mode:<11}: {small:>6,} files {a:7.1f} MB, "
+            f"{large:>6,} files {b:7.1f} MB, ratio {ratios[mode]:5.2f}"
+        )
+    print(
+        f"ratio_landing_memory_large_over_small={ratios['streaming']:.2f} "
+        f"(files ratio {large / small:.0f}; all at once {ratios['all_at_once']:.2f})"
+    )
+
+
+def partition_lookups(n: int) -> None:
+    import dagster as dg
+
+    from codeio_dagster.partitions import add_missing_shards, shards
+
+    instance = dg.DagsterInstance.ephemeral()
+    calls = {"get_dynamic_partitions": 0, "has_dynamic_partition": 0}
+    for method in calls:
+        real = getattr(instance, method)
+
+        def counted(*args, _real=real, _method=method, **kwargs):
+            calls[_method] += 1
+            return _real(*args, **kwargs)
+
+        setattr(instance, method, counted)
+    names = [f"s-{i:05d}" for i in range(n)]
+    instance.add_dynamic_partitions(shards.name, names[: n // 2])
+    start = time.perf_counter()
+    missing = add_missing_shards(instance, names)
+    seconds = time.perf_counter() - start
+    assert len(missing) == n - n // 2
+    print(
+        f"partition lookups for {n:,} shards: get_dynamic_partitions={calls['get_dynamic_partitions']}"
+        f" has_dynamic_partition={calls['has_dynamic_partition']} ({seconds * 1000:.0f} ms)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--rows", type=int, nargs=2, default=[1_000, 50_000])
+    parser.add_argument("--memory-files", type=int, nargs=2, default=[1_000, 10_000])
+    parser.add_argument("--shards", type=int, default=4_050)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    idle_ticks(args.files, args.repeat)
+    append_ticks(*args.rows, args.repeat)
+    landing_memory(*args.memory_files)
+    partition_lookups(args.shards)
     return 0
 
 

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from codeio_dagster.config import ConfigError, load_config
     from codeio_dagster.funnel import LABELS, add_funnels, shard_funnel
     from codeio_dagster.io_manager import stage_tables_dir
-    from codeio_dagster.partitions import shards
+    from codeio_dagster.partitions import add_missing_shards
     from codeio_dagster.resources import build_resources
     from codeio_dagster.shards import Landing, land_new_shards
     from codeio_dagster.versions import stale_assets
@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     new = land_new_shards(config, landing)
     names = sorted(landing.index().get_column("shard").unique().to_list())
     print(f"[codeio] {len(new)} new shard(s); {len(names)} in all: {', '.join(names)}")
-    missing = [n for n in names if not instance.has_dynamic_partition(shards.name, n)]
-    if missing:
-        instance.add_dynamic_partitions(shards.name, missing)
+    add_missing_shards(instance, names)
 
     graph = build_assets(config)
     resources = build_resources(config, str(Path(args.config).resolve()))

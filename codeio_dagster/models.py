@@ -21,13 +21,23 @@ class Record(BaseModel):
 
 # -- stage records ---------------------------------------------------------------------------
 
-RawStatus = Literal["ok", "duplicate", "binary", "bad_encoding", "oversized", "empty"]
+RawStatus = Literal[
+    "ok",
+    "duplicate",
+    "binary",
+    "bad_encoding",
+    "oversized",
+    "empty",
+    "bad_row",
+    "outside_root",
+    "unreadable",
+]
 
 
 class RawFileRecord(Record):
     """One raw file of a shard, as landed by the sensor and classified by `raw_code`."""
 
-    file_id: str  # sha256 of the content bytes
+    file_id: str  # sha256 of the content bytes (of the path, for a row landed rejected)
     shard: str
     source: str
     path: str
@@ -36,6 +46,7 @@ class RawFileRecord(Record):
     duplicate_of: str | None  # file_id's first (source, path) when seen before
     content: str | None  # decoded text; None when the file was rejected
     status: str  # RawStatus
+    detail: str | None = None  # why it was rejected, e.g. "line 3: not JSON (...)"
 
 
 class UnifiedFunctionRecord(Record):

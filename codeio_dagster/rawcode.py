@@ -14,6 +14,9 @@ RAW_REASONS = {
     "oversized": "larger than shards.max_file_bytes",
     "binary": "contains NUL bytes",
     "bad_encoding": "not valid UTF-8",
+    "bad_row": "a table row that could not be read: not JSON, no content column, content not text",
+    "outside_root": "a link leading outside the source folder; its target was not read",
+    "unreadable": "the source could not read the file (permissions, not a regular file)",
 }
 
 
@@ -39,7 +42,15 @@ def classify_landed(landed: pl.DataFrame, *, max_bytes: int) -> pl.DataFrame:
     records = []
     for row in landed.iter_rows(named=True):
         content: bytes = row["content"] or b""
-        status, text = classify(content, duplicate_of=row["duplicate_of"], max_bytes=max_bytes)
+        # Shards landed before sources could reject a file have no `rejected` column.
+        rejected, detail = row.get("rejected"), row.get("detail")
+        if rejected is not None:
+            status, text = rejected, None
+        else:
+            status, text = classify(content, duplicate_of=row["duplicate_of"], max_bytes=max_bytes)
+        if status == "oversized" and detail is None:
+            detail = f"{len(content)} bytes, over shards.max_file_bytes={max_bytes}"
+        size = row.get("size_bytes")
         origin = json.loads(row["origin"] or "{}")
         records.append(
             RawFileRecord(
@@ -48,10 +59,11 @@ def classify_landed(landed: pl.DataFrame, *, max_bytes: int) -> pl.DataFrame:
                 source=row["source"],
                 path=row["path"],
                 origin=json.dumps(origin, sort_keys=True),
-                size_bytes=len(content),
+                size_bytes=len(content) if size is None else size,
                 duplicate_of=row["duplicate_of"],
                 content=text,
                 status=status,
+                detail=detail,
             )
         )
     return to_frame(records, RawFileRecord)

@@ -18,12 +18,11 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -38,18 +37,31 @@ LANDING_SCHEMA = pl.Schema(
         "origin": pl.String(),
         "file_id": pl.String(),
         "duplicate_of": pl.String(),
+        "rejected": pl.String(),  # the reason a source did not read the file, else null
+        "detail": pl.String(),
+        "size_bytes": pl.Int64(),
         "content": pl.Binary(),
     }
 )
 INDEX_SCHEMA = pl.Schema(
     {"source": pl.String(), "path": pl.String(), "file_id": pl.String(), "shard": pl.String()}
 )
-UNITS_SCHEMA = pl.Schema({"source": pl.String(), "key": pl.String(), "stamp": pl.String()})
+UNITS_SCHEMA = pl.Schema(
+    {"source": pl.String(), "key": pl.String(), "stamp": pl.String(), "position": pl.String()}
+)
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_]+")
 
 
 def file_id(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+def raw_file_id(raw: RawFile) -> str:
+    """The id of a landed row: its content's hash; for a rejected row (no content), its path's."""
+    if raw.rejected is None:
+        return file_id(raw.content)
+    # Not the hash of no bytes: rejected rows would all be duplicates of one another.
+    return file_id(b"rejected\0" + raw.path.encode("utf-8"))
 
 
 def shard_name(source: str, index: int) -> str:
@@ -59,7 +71,7 @@ def shard_name(source: str, index: int) -> str:
 @dataclass(frozen=True)
 class PlannedShard:
     name: str
-    rows: pl.DataFrame  # LANDING_SCHEMA
+    rows: pl.DataFrame  # LANDING_SCHEMA (land_new_shards returns them without `content`)
 
 
 def plan_shards(
@@ -70,69 +82,89 @@ def plan_shards(
     shard_size: int,
     max_shards: int | None = None,
 ) -> list[PlannedShard]:
-    """New shards for the files of `source` that no shard in `index` holds yet.
+    """New shards for the files of `source` that no shard in `index` holds yet (all at once)."""
+    return list(
+        iter_shards(files, source=source, index=index, shard_size=shard_size, max_shards=max_shards)
+    )
+
+
+def iter_shards(
+    files: Iterable[RawFile],
+    *,
+    source: str,
+    index: pl.DataFrame,
+    shard_size: int,
+    max_shards: int | None = None,
+) -> Iterator[PlannedShard]:
+    """New shards for the files of `source` that no shard in `index` holds yet, one at a time.
 
     A path in `index` was landed before and is skipped. A path that repeats within `files` is
     another row the source named alike: it lands with `duplicate_of` set to that path, so
-    raw_code counts it as dropped instead of it vanishing.
+    raw_code counts it as dropped instead of it vanishing. Each shard is yielded as soon as it
+    is full, before the next file is read, so only one shard's contents are held at a time.
     """
     known = index.filter(pl.col("source") == source)
     # Looked up row by row as the source yields, not joined afterwards: a tick cut short by
     # `max_shards` must stop reading at its last landed row, or the unit it stopped in would be
     # recorded as done with rows never landed.
     landed_paths = set(known.get_column("path"))
+    first_landed = index.unique("file_id", keep="first", maintain_order=True).select(
+        "file_id", pl.col("path").alias("_landed")
+    )
+    first = known.get_column("shard").n_unique()
     taken: set[str] = set()
-    limit = None if max_shards is None else max_shards * shard_size
+    first_path: dict[str, str] = {}  # file_id -> first path of this scan with those bytes
     rows: list[dict] = []
+    made = 0
     for raw in files:
         if raw.path in landed_paths:
             continue
+        fid = raw_file_id(raw)
+        earlier = first_path.get(fid)
+        if earlier is None:
+            first_path[fid] = raw.path
         rows.append(
             {
                 "source": source,
                 "path": raw.path,
                 "origin": json.dumps(raw.origin, sort_keys=True, default=str),
-                "file_id": file_id(raw.content),
+                "file_id": fid,
                 "duplicate_of": raw.path if raw.path in taken else None,
+                "_earlier": earlier,
+                "rejected": raw.rejected,
+                "detail": raw.detail,
+                "size_bytes": raw.size_bytes,
                 "content": raw.content,
             }
         )
         taken.add(raw.path)
-        if len(rows) == limit:
-            break
-    if not rows:
-        return []
+        if len(rows) == shard_size:
+            yield _shard(shard_name(source, first + made), rows, first_landed)
+            rows, made = [], made + 1
+            if made == max_shards:
+                return
+    if rows:
+        yield _shard(shard_name(source, first + made), rows, first_landed)
 
-    first = known.get_column("shard").n_unique()
-    names = pl.Series(
-        "shard", [shard_name(source, first + k) for k in range(math.ceil(len(rows) / shard_size))]
-    )
-    row_schema = {k: v for k, v in LANDING_SCHEMA.items() if k != "shard"}
-    planned = pl.DataFrame(rows, schema=row_schema).with_columns(
-        names.gather(pl.Series(range(len(rows))) // shard_size)
-    )
-    planned = _point_duplicates(planned, index)
-    return [
-        PlannedShard(name, part)
-        for name, part in zip(
-            names, planned.partition_by("shard", maintain_order=True), strict=True
+
+_ROW_SCHEMA = pl.Schema(
+    {**{k: v for k, v in LANDING_SCHEMA.items() if k != "shard"}, "_earlier": pl.String()}
+)
+
+
+def _shard(name: str, rows: list[dict], first_landed: pl.DataFrame) -> PlannedShard:
+    """A shard's frame; `duplicate_of` of each row: the first path, landed or earlier in this
+    scan, of its bytes (a rejected row has no bytes to share)."""
+    frame = (
+        pl.DataFrame(rows, schema=_ROW_SCHEMA)
+        .join(first_landed, on="file_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.lit(name).alias("shard"),
+            pl.coalesce("duplicate_of", "_landed", "_earlier").alias("duplicate_of"),
         )
-    ]
-
-
-def _point_duplicates(rows: pl.DataFrame, index: pl.DataFrame) -> pl.DataFrame:
-    """`duplicate_of` of each new row: the first path, landed or earlier in `rows`, of its bytes."""
-    first_landed = index.unique("file_id", keep="first", maintain_order=True).select(
-        "file_id", pl.col("path").alias("_landed")
-    )
-    earlier_here = pl.when(pl.int_range(pl.len()).over("file_id") > 0).then(
-        pl.col("path").first().over("file_id")
-    )
-    return (
-        rows.join(first_landed, on="file_id", how="left", maintain_order="left")
-        .with_columns(pl.coalesce("duplicate_of", "_landed", earlier_here).alias("duplicate_of"))
         .select(LANDING_SCHEMA.names())
     )
+    return PlannedShard(name, frame)
 
 
 def unrequested_shards(index: pl.DataFrame, requested: Iterable[str]) -> list[str]:
@@ -142,9 +174,17 @@ def unrequested_shards(index: pl.DataFrame, requested: Iterable[str]) -> list[st
     return landed.join(asked, on="shard", how="anti").get_column("shard").to_list()
 
 
-def pending_units(listed: list[Unit], landed: dict[str, str]) -> list[Unit]:
-    """The listed units not landed whole at their current stamp, in listing order."""
-    return [unit for unit in listed if landed.get(unit.key) != unit.stamp]
+def pending_units(listed: list[Unit], landed: dict[str, Unit]) -> list[Unit]:
+    """The listed units not landed whole at their current stamp, in listing order, each with
+    the position where its last landing stopped."""
+    pending = []
+    for unit in listed:
+        before = landed.get(unit.key)
+        if before is None:
+            pending.append(unit)
+        elif before.stamp != unit.stamp:
+            pending.append(replace(unit, position=before.position))
+    return pending
 
 
 class Landing:
@@ -195,27 +235,34 @@ class Landing:
     def units_path(self) -> Path:
         return self.root / "_units.parquet"
 
-    def landed_units(self, source: str) -> dict[str, str]:
-        """Stamp by unit key of the units of `source` whose every file a shard holds."""
+    def _units(self) -> pl.DataFrame:
         if not self.units_path.exists():
-            return {}
-        frame = pl.read_parquet(self.units_path).filter(pl.col("source") == source)
-        return dict(frame.select("key", "stamp").iter_rows())
+            return pl.DataFrame(schema=UNITS_SCHEMA)
+        frame = pl.read_parquet(self.units_path)
+        if "position" not in frame.columns:  # landed before positions were recorded
+            frame = frame.with_columns(pl.lit(None, pl.String()).alias("position"))
+        return frame.select(UNITS_SCHEMA.names())
+
+    def landed_units(self, source: str) -> dict[str, Unit]:
+        """The units of `source` a shard holds, by key: stamp (empty: only partly) and position."""
+        frame = self._units().filter(pl.col("source") == source)
+        return {key: Unit(key, stamp, position) for _, key, stamp, position in frame.iter_rows()}
 
     def record_units(self, source: str, units: list[Unit]) -> None:
-        """Remember `units` as landed whole; written after the shards and index they rest on."""
+        """Remember `units` as landed (up to their position); written after the shards and index."""
         if not units:
             return
         added = pl.DataFrame(
-            {"source": source, "key": [u.key for u in units], "stamp": [u.stamp for u in units]},
+            {
+                "source": source,
+                "key": [u.key for u in units],
+                "stamp": [u.stamp for u in units],
+                "position": [u.position for u in units],
+            },
             schema=UNITS_SCHEMA,
         )
         with self.lock():
-            known = (
-                pl.read_parquet(self.units_path)
-                if self.units_path.exists()
-                else pl.DataFrame(schema=UNITS_SCHEMA)
-            )
+            known = self._units()
             kept = known.join(added.select("source", "key"), on=["source", "key"], how="anti")
             write_parquet_atomic(pl.concat([kept, added]), self.units_path)
 
@@ -226,10 +273,20 @@ class Landing:
         """Land shard files first and the index last, so a crash never indexes a missing file."""
         if not shards:
             return
-        added = pl.concat([s.rows.select("source", "path", "file_id", "shard") for s in shards])
         with self.lock():
             for shard in shards:
-                write_parquet_atomic(shard.rows, self.shard_path(shard.name))
+                self.write_shard(shard)
+            self.add_to_index(shards)
+
+    def write_shard(self, shard: PlannedShard) -> None:
+        """The shard's file; it counts as landed once `add_to_index` names it."""
+        write_parquet_atomic(shard.rows, self.shard_path(shard.name))
+
+    def add_to_index(self, shards: list[PlannedShard]) -> None:
+        if not shards:
+            return
+        added = pl.concat([s.rows.select(INDEX_SCHEMA.names()) for s in shards])
+        with self.lock():
             write_parquet_atomic(pl.concat([self.index(), added]), self.index_path)
 
     def read(self, shard: str) -> pl.DataFrame:
@@ -263,8 +320,11 @@ def land_new_shards(
 ) -> list[PlannedShard]:
     """Land, as new shards, the files of every configured source that no shard holds yet.
 
-    A source that raises lands nothing; with `on_error` the error is handed to it with the
-    source's name and the other sources still land, without it the error propagates.
+    Shards are written as they fill, so a landing holds one shard's contents at a time; the
+    returned shards carry their rows without `content`. A source that raises keeps the shards
+    it wrote before the error; with `on_error` the error is handed to it with the source's name
+    and the other sources still land, without it the error propagates. A unit (a table) that
+    raises is reported the same way, and the source's other units still land.
     """
     from codeio_dagster.sources import build_source
 
@@ -274,8 +334,10 @@ def land_new_shards(
         if budget is not None and budget <= 0:
             break
         name = source_config.name
+        written: list[PlannedShard] = []
         try:
             source = build_source(source_config, plugin_modules=config.source_plugin_modules)
+            source.max_bytes = config.shards.max_file_bytes
             # Held across reading and landing: shard names are numbered from the index, so two
             # writers planning from the same index would both claim the next name.
             with landing.lock():
@@ -287,22 +349,35 @@ def land_new_shards(
                     if not todo:
                         continue
                     files = source.scan(todo)
-                planned = plan_shards(
+                shards = iter_shards(
                     files,
                     source=name,
                     index=landing.index(),
                     shard_size=config.shards.size,
                     max_shards=budget,
                 )
-                landing.write(planned)
-                # Only units yielded to the end are recorded: a tick cut short by the shard
-                # budget leaves the rest of its unit to be read again next tick, where known
-                # paths are skipped.
-                landing.record_units(name, source.units_done)
+                try:
+                    for shard in shards:
+                        landing.write_shard(shard)
+                        written.append(PlannedShard(shard.name, shard.rows.drop("content")))
+                finally:
+                    # What was written is indexed even when the source failed part-way.
+                    landing.add_to_index(written)
+                # Units yielded to the end are recorded with their stamp; the one a tick's shard
+                # budget cut short, with an empty stamp and where it stopped, so the next tick
+                # reads it on from there.
+                partial = source.partial_unit()
+                landing.record_units(name, source.units_done + ([partial] if partial else []))
+                for key, err in source.unit_errors:
+                    failure = RuntimeError(f"{key}: {type(err).__name__}: {err}")
+                    if on_error is None:
+                        raise failure from err
+                    on_error(name, failure)
         except Exception as err:
+            landed += written
             if on_error is None:
                 raise
             on_error(name, err)
             continue
-        landed += planned
+        landed += written
     return landed

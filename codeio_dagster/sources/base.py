@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -19,19 +19,75 @@ class SourceOptions(BaseModel):
 
 @dataclass(frozen=True)
 class RawFile:
-    """One file as a source found it; `content` stays bytes until the pipeline decodes it."""
+    """One file as a source found it; `content` stays bytes until the pipeline decodes it.
+
+    A file the source would not or could not read (a link leaving its folder, a malformed table
+    row, a file over `max_bytes`) is still yielded, with `rejected` set to the reason code,
+    `detail` saying why, and no content, so that it lands as a row with its reason.
+    """
 
     path: str
     content: bytes
     origin: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None
+    detail: str | None = None
+    size: int | None = None  # bytes of the original, when known without keeping them
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.content) if self.size is None else self.size
+
+
+def rejection(
+    path: str, reason: str, detail: str, origin: dict[str, Any], *, size: int | None = None
+) -> RawFile:
+    """A file that lands as a row with `reason` and no content."""
+    return RawFile(path, b"", origin, rejected=reason, detail=detail, size=size)
+
+
+def raw_file(path: str, value: Any, origin: dict[str, Any]) -> RawFile:
+    """The raw file of a table cell: text as UTF-8, bytes as they are, anything else rejected."""
+    if isinstance(value, str):
+        # surrogatepass: a lone surrogate (legal in JSON text) lands as bytes that are not
+        # UTF-8, so raw_code calls it bad_encoding instead of the landing failing to encode it.
+        return RawFile(path, value.encode("utf-8", "surrogatepass"), origin)
+    if isinstance(value, bytes | bytearray):
+        return RawFile(path, bytes(value), origin)
+    if value is None:
+        return RawFile(path, b"", origin)  # raw_code keeps it as `empty`
+    # Never bytes(value): an integer N would become N NUL bytes.
+    return rejection(
+        path, "bad_row", f"content is {type(value).__name__}, not text or bytes", origin
+    )
+
+
+def safe_name(name: str) -> tuple[str, str | None]:
+    """`name` made valid UTF-8 (bytes that are not shown as \\xNN), and the original bytes in hex."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        # os.fsencode undoes the surrogateescape of file names; lone surrogates from elsewhere
+        # (JSON text) are kept by surrogatepass, so either way the original bytes survive.
+        raw = name.encode("utf-8", "surrogateescape" if _escaped(name) else "surrogatepass")
+        return raw.decode("utf-8", "backslashreplace"), raw.hex()
+    return name, None
+
+
+def _escaped(name: str) -> bool:
+    return all(0xDC80 <= ord(c) <= 0xDCFF for c in name if 0xD800 <= ord(c) <= 0xDFFF)
 
 
 @dataclass(frozen=True)
 class Unit:
-    """A part of a source read on its own (a file, a table); `stamp` changes when its bytes do."""
+    """A part of a source read on its own (a file, a table); `stamp` changes when its bytes do.
+
+    `position` is where reading it last stopped, in a form only its source reads (a byte offset
+    and a check of the bytes before it, say), so an appended table is read from there on.
+    """
 
     key: str
     stamp: str
+    position: str | None = None
 
 
 def row_path(table: str, row: int, name: Any) -> str:
@@ -47,10 +103,11 @@ def file_stamp(size: int, mtime_ns: int) -> str:
 
 
 class Source(ABC):
-    """A plugin implements `files()`; `scan()` adds the loop, timing and counters."""
+    """A plugin implements `files()`; `scan()` adds the loop, timing, counters and size bound."""
 
     # A plugin that can list its units cheaply also implements `units()` and `unit_files()`;
     # the sensor then reads only units that are new or whose stamp changed since last landed.
+    # One that can also resume inside a unit implements `read_unit()` and `position()`.
 
     name: ClassVar[str]
     Options: ClassVar[type[SourceOptions]] = SourceOptions
@@ -60,6 +117,11 @@ class Source(ABC):
         self.counters: dict[str, int] = {}
         self.seconds = 0.0
         self.units_done: list[Unit] = []
+        self.unit_errors: list[tuple[str, Exception]] = []
+        self.current: Unit | None = None
+        # Set by the landing from `shards.max_file_bytes`: a file over it is rejected, and the
+        # built-in sources check the size before reading the bytes.
+        self.max_bytes: int | None = None
 
     @abstractmethod
     def files(self) -> Iterator[RawFile]:
@@ -77,21 +139,64 @@ class Source(ABC):
         """The raw files of one unit listed by `units()`, in the order `files()` yields them."""
         raise NotImplementedError(f"{type(self).__name__} lists no units")
 
+    def read_unit(self, unit: Unit) -> Iterator[RawFile]:
+        """The raw files of `unit` from `unit.position` on (from the start when it is None)."""
+        return self.unit_files(unit.key)
+
+    def position(self, key: str) -> str | None:
+        """Where reading unit `key` stands: just after the last file yielded; None: no resuming."""
+        return None
+
+    def partial_unit(self) -> Unit | None:
+        """The unit a scan stopped inside, with an empty stamp (so it is read again) and where."""
+        if self.current is None or (position := self.position(self.current.key)) is None:
+            return None
+        return Unit(self.current.key, "", position)
+
+    def _bounded(self, raw: RawFile) -> RawFile:
+        path, hex_name = safe_name(raw.path)
+        if hex_name is not None:
+            raw = replace(raw, path=path, origin={**raw.origin, "path_bytes": hex_name})
+        if (
+            raw.rejected is None
+            and self.max_bytes is not None
+            and len(raw.content) > self.max_bytes
+        ):
+            # A plugin that read more than the bound: only the rejection lands.
+            return rejection(
+                raw.path,
+                "oversized",
+                f"{len(raw.content)} bytes, over shards.max_file_bytes={self.max_bytes}",
+                raw.origin,
+                size=len(raw.content),
+            )
+        return raw
+
     def scan(self, units: Sequence[Unit] | None = None) -> Iterator[RawFile]:
         """Every file, or those of `units`; `units_done` grows as each unit is fully yielded."""
         start = time.perf_counter()
         self.counters = {"rows_in": 0}
         self.units_done = []
+        self.unit_errors = []
+        self.current = None
         try:
             if units is None:
                 for raw in self.files():
                     self.counters["rows_in"] += 1
-                    yield raw
+                    yield self._bounded(raw)
                 return
             for unit in units:
-                for raw in self.unit_files(unit.key):
-                    self.counters["rows_in"] += 1
-                    yield raw
-                self.units_done.append(unit)
+                self.current = unit
+                try:
+                    for raw in self.read_unit(unit):
+                        self.counters["rows_in"] += 1
+                        yield self._bounded(raw)
+                except Exception as err:
+                    # One unreadable unit (a table without the content column) holds back
+                    # neither the units after it nor the rows it yielded before failing.
+                    self.unit_errors.append((unit.key, err))
+                else:
+                    self.units_done.append(Unit(unit.key, unit.stamp, self.position(unit.key)))
+                self.current = None
         finally:
             self.seconds = time.perf_counter() - start

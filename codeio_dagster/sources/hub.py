@@ -11,7 +11,14 @@ from typing import Any, ClassVar
 
 from pydantic import field_validator
 
-from codeio_dagster.sources.base import RawFile, Source, SourceOptions, Unit, row_path
+from codeio_dagster.sources.base import (
+    RawFile,
+    Source,
+    SourceOptions,
+    Unit,
+    raw_file,
+    row_path,
+)
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _READABLE = (".parquet", ".jsonl", ".ndjson")
@@ -125,13 +132,10 @@ class HubSource(Source):
             )
         rows = frame.select(pl.col(opts.path_column), pl.col(opts.content_column))
         for i, (path, content) in enumerate(rows.iter_rows()):
-            # A null content is yielded as no bytes, so raw_code keeps the row as `empty`.
-            if content is None:
-                data = b""
-            else:
-                data = content if isinstance(content, bytes) else str(content).encode("utf-8")
+            # Text and bytes as they are, a null as no bytes (raw_code keeps it as `empty`),
+            # anything else a rejected row with its reason.
             origin = {"repo_id": opts.repo_id, "revision": sha, "file": key, "row": i}
-            yield RawFile(path=row_path(key, i, path), content=data, origin=origin)
+            yield raw_file(row_path(key, i, path), content, origin)
 
     def files(self) -> Iterator[RawFile]:
         for unit in self.units():

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from codeio_dagster.sources.base import RawFile, Source, SourceOptions
+from codeio_dagster.sources.base import RawFile, Source, SourceOptions, raw_file
 
 
 class SqliteOptions(SourceOptions):
@@ -45,5 +45,5 @@ class SqliteSource(Source):
         with contextlib.closing(sqlite3.connect(f"file:{opts.path}?mode=ro", uri=True)) as db:
             rows = db.execute(f"SELECT {ident}, {content} FROM {table} ORDER BY {ident}")
             for row_id, text in rows:
-                data = text.encode("utf-8") if isinstance(text, str) else bytes(text or b"")
-                yield RawFile(path=f"{opts.table}:{row_id}", content=data, origin={"row": row_id})
+                # raw_file: text as UTF-8, bytes as they are, any other value a rejected row.
+                yield raw_file(f"{opts.table}:{row_id}", text, {"row": row_id})

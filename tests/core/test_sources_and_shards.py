@@ -70,20 +70,28 @@ def test_unreadable_files_are_kept_with_a_reason(tmp_path):
 
 
 class Reads:
-    """Every file under `root` opened for reading (Path.open, polars scans), e.g. by a source."""
+    """Every file under `root` opened for reading (Path.open, os.open, polars scans)."""
 
     def __init__(self, monkeypatch, root):
+        import os
         import pathlib
 
         import polars as pl
 
         self.root, self.paths = str(root), []
-        real_open, real_scan = pathlib.Path.open, pl.scan_parquet
+        real_open, real_scan, real_os_open = pathlib.Path.open, pl.scan_parquet, os.open
 
         def counted_open(path, mode="r", *args, **kwargs):
             if not set(mode) & set("wax+"):
                 self._note(path)
             return real_open(path, mode, *args, **kwargs)
+
+        def counted_os_open(path, flags, *args, **kwargs):
+            if not flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                self._note(path)
+            return real_os_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", counted_os_open)
 
         def counted_scan(source, *args, **kwargs):
             self._note(source)
@@ -236,7 +244,7 @@ def test_hub_source_lists_blobs_and_reads_only_a_changed_file(tmp_path, monkeypa
 
         commit("data/b.jsonl", [("b.py", "x = 2\n"), ("c.py", "x = 3\n")])
         source = HubSource(HubSource.Options(**options))
-        todo = pending_units(source.units(), {u.key: u.stamp for u in before})
+        todo = pending_units(source.units(), {u.key: u for u in before})
         assert [u.key for u in todo] == ["data/b.jsonl"]
         assert [f.path for f in source.scan(todo)] == ["data/b.jsonl:0:b.py", "data/b.jsonl:1:c.py"]
         assert source.units_done == todo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import dagster as dg
@@ -30,6 +31,14 @@ def test_unchanged_source_tick_reads_nothing_and_a_new_file_lands(
         return real_open(p, mode, *args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "open", counted_open)
+    real_os_open = os.open
+
+    def counted_os_open(p, flags, *args, **kwargs):
+        if str(p).startswith(str(corpus)) and not flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            opened.append(pathlib.Path(p).name)
+        return real_os_open(p, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", counted_os_open)
 
     def tick():
         opened.clear()
