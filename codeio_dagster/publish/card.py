@@ -13,7 +13,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 CONFIGS = ("codeio", "codeio_pp", "unified")
-STATS_PATH = "stats/shards.json"
+# One small record per shard plus running totals: publishing a shard reads and writes a fixed
+# number of small files, however many shards the repo holds. The card is rendered from the
+# totals. LEGACY_INDEX_PATH is the single index of every shard that earlier versions rewrote
+# on every publication; a repo that has it is converted once.
+SHARDS_DIR = "stats/shards"
+SUMMARY_PATH = "stats/summary.json"
+LEGACY_INDEX_PATH = "stats/shards.json"
+SUMMARY_FORMAT = 1
+RECENT_SHARDS = 10
 _DESCRIPTIONS = {
     "codeio": "every first answer, right or wrong (CodeI/O)",
     "codeio_pp": "right first answers plus revised answers after execution feedback (CodeI/O++)",
@@ -67,30 +75,85 @@ def shard_stats(shard: str, tables: Mapping[str, pl.DataFrame], info: CardInfo) 
     }
 
 
-def merge_stats(index_text: str | None, record: dict[str, Any]) -> dict[str, Any]:
-    """Add or replace one shard's record in the stats index (JSON text as stored in the repo)."""
-    index = json.loads(index_text) if index_text else {"shards": {}}
+def shard_record_path(shard: str) -> str:
+    """Where one shard's stats record lives in the repo (one small file per shard)."""
+    return f"{SHARDS_DIR}/{shard}.json"
+
+
+def empty_summary() -> dict[str, Any]:
+    return {
+        "format": SUMMARY_FORMAT,
+        "shards": 0,
+        "rows": {},
+        "config_shards": {},
+        "funnel": {},
+        "recent": [],
+    }
+
+
+def _add(counts: dict[str, int], more: Mapping[str, Any], sign: int, drop_zero=False) -> None:
+    for key, value in more.items():
+        counts[key] = counts.get(key, 0) + sign * int(value)
+        if drop_zero and not counts[key]:
+            del counts[key]
+
+
+def update_summary(
+    summary: Mapping[str, Any] | None, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The repo's running totals after one shard's record `new` replaces its record `old`
+    (None when the shard is new): the cost is one shard's, however many were published before."""
+    out = json.loads(json.dumps(summary)) if summary else empty_summary()
+    if out.get("format") != SUMMARY_FORMAT or not isinstance(out.get("rows"), dict):
+        raise ValueError(f"{SUMMARY_PATH} is not a codeio summary (format {SUMMARY_FORMAT})")
+    for record, sign in ((old, -1), (new, 1)):
+        if record is None:
+            continue
+        out["shards"] += sign
+        _add(out["rows"], record["rows"], sign)
+        _add(out["config_shards"], {name: 1 for name in record["files"]}, sign, drop_zero=True)
+        _add(out["funnel"], record["info"].get("funnel", {}), sign)
+    recent = [r for r in out["recent"] if r["shard"] != new["shard"]]
+    recent.append(
+        {
+            "shard": new["shard"],
+            "rows": new["rows"],
+            "project_version": new["info"].get("project_version", "?"),
+        }
+    )
+    out["recent"] = recent[-RECENT_SHARDS:]
+    return out
+
+
+def summary_from_legacy(index_text: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The summary and per-shard records of a repo that kept every shard in one stats index
+    (`stats/shards.json`, written by earlier versions): read once, then never again."""
+    index = json.loads(index_text)
     if not isinstance(index.get("shards"), dict):
-        raise ValueError(f"{STATS_PATH} has no 'shards' mapping; it was not written by codeio")
-    index["shards"][record["shard"]] = record
-    index["shards"] = dict(sorted(index["shards"].items()))
-    return index
+        raise ValueError(
+            f"{LEGACY_INDEX_PATH} has no 'shards' mapping; it was not written by codeio"
+        )
+    summary: dict[str, Any] | None = None
+    for record in index["shards"].values():
+        summary = update_summary(summary, None, record)
+    return summary or empty_summary(), dict(index["shards"])
 
 
-def dump_stats(index: Mapping[str, Any]) -> bytes:
-    return (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
+def dump_json(data: Mapping[str, Any]) -> bytes:
+    # Keys keep their order: the funnel's stages are listed as the pipeline runs them.
+    return (json.dumps(data, indent=2) + "\n").encode()
 
 
-def _configs_present(index: Mapping[str, Any]) -> list[str]:
-    present = {name for rec in index["shards"].values() for name in rec.get("files", {})}
+def _configs_present(summary: Mapping[str, Any]) -> list[str]:
+    present = {name for name, n in summary["config_shards"].items() if n > 0}
     ordered = [c for c in CONFIGS if c in present]
     return ordered + sorted(present - set(CONFIGS))
 
 
-def card_header(static: CardStatic, info: CardInfo, index: Mapping[str, Any]) -> dict[str, Any]:
-    configs = _configs_present(index)
+def card_header(static: CardStatic, info: CardInfo, summary: Mapping[str, Any]) -> dict[str, Any]:
+    configs = _configs_present(summary)
     default = "codeio_pp" if "codeio_pp" in configs else (configs[0] if configs else None)
-    total = sum(sum(rec["rows"].values()) for rec in index["shards"].values())
+    total = sum(summary["rows"].values())
     header: dict[str, Any] = {
         "license": info.license or static.license,
         "pretty_name": info.pretty_name or static.pretty_name,
@@ -115,14 +178,6 @@ def _size_category(n: int) -> str:
         if n < limit:
             return label
     return "100K<n<1M" if n < 1_000_000 else "n>1M"
-
-
-def funnel_totals(index: Mapping[str, Any]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for rec in index["shards"].values():
-        for stage, count in rec["info"].get("funnel", {}).items():
-            totals[stage] = totals.get(stage, 0) + int(count)
-    return totals
 
 
 def _cell(value: Any, limit: int = 120) -> str:
@@ -151,13 +206,13 @@ def sample_table(frame: pl.DataFrame | None, n: int = 3, max_columns: int = 5) -
 def render_card(
     static: CardStatic,
     info: CardInfo,
-    index: Mapping[str, Any],
+    summary: Mapping[str, Any],
     samples: Mapping[str, pl.DataFrame],
 ) -> str:
-    """The README.md of the dataset repo: YAML header plus a body aggregating every shard."""
-    header = card_header(static, info, index)
+    """The README.md of the dataset repo: YAML header plus a body from the running totals of
+    every shard (`update_summary`), so its size does not grow with the shards published."""
+    header = card_header(static, info, summary)
     repo = static.repo_id or "<this folder>"
-    shards = index["shards"]
     configs = [c["config_name"] for c in header["configs"]]
     # Examples and the pull command show the default config: codeio_pp when it was built.
     shown = next((c["config_name"] for c in header["configs"] if c.get("default")), "codeio")
@@ -174,7 +229,7 @@ def render_card(
         "|---|---|---|",
     ]
     for name in configs:
-        rows = sum(rec["rows"].get(name, 0) for rec in shards.values())
+        rows = summary["rows"].get(name, 0)
         out.append(f"| `{name}` | {rows} | {_DESCRIPTIONS.get(name, '')} |")
     out += ["", "## How to load", "", "```python", "from datasets import load_dataset", ""]
     for name in configs:
@@ -187,17 +242,26 @@ def render_card(
             "",
         ]
     out += ["## Funnel (all shards)", ""]
-    totals = funnel_totals(index)
+    totals = summary["funnel"]
     if totals:
         out += ["| stage | count |", "|---|---|"]
         out += [f"| {stage} | {count} |" for stage, count in totals.items()]
     else:
         out.append("_(no funnel recorded)_")
-    out += ["", "## Shards", "", "| shard | " + " | ".join(configs) + " | project version |"]
-    out.append("|---|" + "---|" * len(configs) + "---|")
-    for name, rec in shards.items():
+    recent = summary["recent"][::-1]
+    out += [
+        "",
+        "## Shards",
+        "",
+        f"{summary['shards']} shard(s) published; each shard's numbers are in "
+        f"`{SHARDS_DIR}/<shard>.json`. The latest {len(recent)}:",
+        "",
+        "| shard | " + " | ".join(configs) + " | project version |",
+        "|---|" + "---|" * len(configs) + "---|",
+    ]
+    for rec in recent:
         counts = " | ".join(str(rec["rows"].get(c, 0)) for c in configs)
-        out.append(f"| `{name}` | {counts} | {rec['info'].get('project_version', '?')} |")
+        out.append(f"| `{rec['shard']}` | {counts} | {rec.get('project_version', '?')} |")
     out += ["", "## Models and sampling", "", f"Project version: `{info.project_version}`.", ""]
     if info.models:
         out += ["| stage | model | sampling |", "|---|---|---|"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,18 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from codeio_dagster.publish.card import (
-    STATS_PATH,
+    LEGACY_INDEX_PATH,
+    SUMMARY_PATH,
     CardInfo,
     CardStatic,
     data_path,
-    dump_stats,
-    merge_stats,
+    dump_json,
     parquet_bytes,
     render_card,
+    shard_record_path,
     shard_stats,
+    summary_from_legacy,
+    update_summary,
 )
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -92,21 +96,37 @@ def shard_files(
     tables: Mapping[str, pl.DataFrame],
     info: CardInfo,
     static: CardStatic,
-    stats_text: str | None,
-    existing: set[str],
+    read: Callable[[str], bytes | None],
 ) -> tuple[dict[str, bytes], list[str]]:
-    """The files one shard's commit adds (data, stats index, card) and the stale ones it deletes."""
+    """The files one shard's commit writes (data, its stats record, the summary, the card) and
+    the stale ones it deletes, in write order: data first, card last.
+
+    `read(path)` returns a file of the repo as it is now (None when absent). Only the summary
+    and this shard's previous record are read, so the cost does not depend on how many shards
+    were published before; a repo with the single index of earlier versions is converted once.
+    """
     check_shard(shard)
     usable = _usable_tables(tables)
     files = {data_path(name, shard): parquet_bytes(frame) for name, frame in usable.items()}
-    index = merge_stats(stats_text, shard_stats(shard, usable, info))
-    files[STATS_PATH] = dump_stats(index)
-    files["README.md"] = render_card(static, info, index, usable).encode()
-    stale = sorted(
-        path
-        for path in existing
-        if re.fullmatch(rf"data/[^/]+/{re.escape(shard)}\.parquet", path) and path not in files
-    )
+    summary_bytes = read(SUMMARY_PATH)
+    summary, legacy = (json.loads(summary_bytes), {}) if summary_bytes else (None, {})
+    if summary is None and (legacy_bytes := read(LEGACY_INDEX_PATH)) is not None:
+        summary, legacy = summary_from_legacy(legacy_bytes.decode())
+    if shard in legacy:
+        old = legacy[shard]
+    else:
+        old_bytes = read(shard_record_path(shard))
+        old = json.loads(old_bytes) if old_bytes else None
+    record = shard_stats(shard, usable, info)
+    summary = update_summary(summary, old, record)
+    for name, rec in legacy.items():
+        files.setdefault(shard_record_path(name), dump_json(rec))
+    files[shard_record_path(shard)] = dump_json(record)
+    files[SUMMARY_PATH] = dump_json(summary)
+    files["README.md"] = render_card(static, info, summary, usable).encode()
+    stale = sorted(set(old["files"].values()) - set(files)) if old else []
+    if legacy:
+        stale.append(LEGACY_INDEX_PATH)
     return files, stale
 
 
@@ -139,23 +159,16 @@ class LocalFolderPublisher(PublisherResource):
     ) -> PublishResult:
         root = Path(self.path)
         root.mkdir(parents=True, exist_ok=True)
-        stats = root / STATS_PATH
         # Shards are published by parallel runs; without the lock two of them read the same
-        # stats index and the later write drops the other's record from the index and card.
+        # summary and the later write drops the other's shard from the totals and the card.
         with open(root / _LOCK_NAME, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            existing = {p.relative_to(root).as_posix() for p in root.glob("data/*/*.parquet")}
             files, stale = shard_files(
-                shard,
-                tables,
-                info,
-                self.static_card(),
-                stats.read_text() if stats.exists() else None,
-                existing,
+                shard, tables, info, self.static_card(), lambda rel: _read_file(root / rel)
             )
-            # Data first, index and card last, each replaced atomically: a crash midway leaves
-            # a card that only names files already complete.
-            order = sorted(files, key=lambda p: (p == "README.md", p == STATS_PATH, p))
+            # Data first, records and card last, each replaced atomically: a crash midway
+            # leaves a card that only counts files already complete.
+            order = list(files)
             for rel in order:
                 _write_atomic(root / rel, files[rel])
             for rel in stale:
@@ -169,6 +182,13 @@ class LocalFolderPublisher(PublisherResource):
             rows={name: frame.height for name, frame in _usable_tables(tables).items()},
             url=root.resolve().as_uri(),
         )
+
+
+def _read_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -226,30 +246,54 @@ class HubPublisher(PublisherResource):
                 time.sleep(self.retry_base_seconds * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
+    def _head(self, api) -> str:
+        """The commit the revision points at, found through the summary file's metadata (one
+        request whatever the repo holds); a repo without a summary yet asks for its info."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+
+        url = hf_hub_url(
+            self.repo_id,
+            SUMMARY_PATH,
+            repo_type="dataset",
+            revision=self.revision,
+            endpoint=self.resolved_endpoint(),
+        )
+        try:
+            commit = api.get_hf_file_metadata(url=url).commit_hash
+        except RemoteEntryNotFoundError:
+            commit = None
+        return (
+            commit or api.repo_info(self.repo_id, repo_type="dataset", revision=self.revision).sha
+        )
+
     def _publish_once(
         self, api, shard: str, tables: dict[str, pl.DataFrame], info: CardInfo
     ) -> PublishResult:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+        from huggingface_hub.errors import RemoteEntryNotFoundError
 
         api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
-        repo = api.repo_info(self.repo_id, repo_type="dataset", revision=self.revision)
-        parent = repo.sha
-        existing = {s.rfilename for s in repo.siblings or []}
-        stats_text = None
-        if STATS_PATH in existing:
-            with tempfile.TemporaryDirectory() as tmp:
-                local = api.hf_hub_download(
-                    self.repo_id, STATS_PATH, repo_type="dataset", revision=parent, local_dir=tmp
-                )
-                stats_text = Path(local).read_text()
-        files, stale = shard_files(shard, tables, info, self.static_card(), stats_text, existing)
+        parent = self._head(api)
+        with tempfile.TemporaryDirectory() as tmp:
+
+            def read(path: str) -> bytes | None:
+                try:
+                    local = api.hf_hub_download(
+                        self.repo_id, path, repo_type="dataset", revision=parent, local_dir=tmp
+                    )
+                except RemoteEntryNotFoundError:
+                    return None
+                return Path(local).read_bytes()
+
+            files, stale = shard_files(shard, tables, info, self.static_card(), read)
         operations: list[Any] = [
             CommitOperationAdd(path_in_repo=path, path_or_fileobj=data)
             for path, data in files.items()
         ]
         operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
         # parent_commit makes the server refuse the commit if someone else committed since we
-        # read the stats index, so concurrent shards never overwrite each other's card.
+        # read the summary, so concurrent shards never overwrite each other's totals.
         commit = api.create_commit(
             self.repo_id,
             operations,

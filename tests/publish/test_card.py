@@ -1,29 +1,34 @@
-"""The dataset card and stats index as pure functions."""
+"""The dataset card and the running stats summary as pure functions."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import polars as pl
 import pytest
 import yaml
 
 from codeio_dagster.publish.card import (
+    RECENT_SHARDS,
     CardInfo,
     CardStatic,
-    merge_stats,
     render_card,
     sample_table,
     shard_stats,
+    summary_from_legacy,
+    update_summary,
 )
 from codeio_dagster.publish.resources import redact
 
 
 def _index(*records):
-    text = None
+    """The summary after publishing `records` in order (a shard's previous record replaced)."""
+    summary, last = None, {}
     for rec in records:
-        text = json.dumps(merge_stats(text, rec))
-    return json.loads(text)
+        summary = json.loads(json.dumps(update_summary(summary, last.get(rec["shard"]), rec)))
+        last[rec["shard"]] = rec
+    return summary
 
 
 def test_card_header_lists_configs_with_data_files_and_codeio_pp_default():
@@ -67,13 +72,49 @@ def test_without_revision_the_card_shows_and_pulls_codeio():
 
 def test_republishing_a_shard_replaces_its_stats_record():
     frame = pl.DataFrame({"prompt": ["p"] * 3})
-    index = _index(
+    summary = _index(
         shard_stats("a", {"codeio": frame}, CardInfo(funnel={"raw": 4})),
+        shard_stats("b", {"codeio": frame, "unified": frame}, CardInfo(funnel={"raw": 2})),
         shard_stats("a", {"codeio": frame.head(1)}, CardInfo(funnel={"raw": 1})),
     )
-    assert list(index["shards"]) == ["a"] and index["shards"]["a"]["rows"] == {"codeio": 1}
+    assert summary["shards"] == 2
+    assert summary["rows"] == {"codeio": 4, "unified": 3}
+    assert summary["funnel"] == {"raw": 3}
+    assert [r["shard"] for r in summary["recent"]] == ["b", "a"]
+    # b is the only shard with `unified`: republishing it without drops the config.
+    summary = update_summary(
+        summary,
+        shard_stats("b", {"codeio": frame, "unified": frame}, CardInfo(funnel={"raw": 2})),
+        shard_stats("b", {"codeio": frame}, CardInfo(funnel={"raw": 2})),
+    )
+    assert summary["config_shards"] == {"codeio": 2} and summary["rows"]["unified"] == 0
+    with pytest.raises(ValueError, match="not a codeio summary"):
+        update_summary({"other": 1}, None, shard_stats("a", {}, CardInfo()))
+
+
+def test_summary_stays_the_same_size_however_many_shards():
+    frame = pl.DataFrame({"prompt": ["p"] * 2})
+    records = [shard_stats(f"s{i:04d}", {"codeio": frame}, CardInfo()) for i in range(50)]
+    summary = _index(*records)
+    assert summary["shards"] == 50 and summary["rows"] == {"codeio": 100}
+    assert [r["shard"] for r in summary["recent"]] == [f"s{i:04d}" for i in range(40, 50)]
+    assert len(summary["recent"]) == RECENT_SHARDS
+    # Only the numbers differ from the summary of the first ten: it holds no per-shard list.
+    small = json.dumps(_index(*records[:RECENT_SHARDS]))
+    assert re.sub(r"\d+", "0", json.dumps(summary)) == re.sub(r"\d+", "0", small)
+    card = render_card(CardStatic(repo_id="o/d"), CardInfo(), summary, {"codeio": frame})
+    assert "50 shard(s) published" in card and "`s0049`" in card and "`s0039`" not in card
+
+
+def test_a_legacy_index_becomes_the_summary_and_records():
+    frame = pl.DataFrame({"prompt": ["p"] * 2})
+    a = shard_stats("a", {"codeio": frame}, CardInfo(funnel={"raw": 4}))
+    b = shard_stats("b", {"codeio": frame.head(1)}, CardInfo(funnel={"raw": 1}))
+    summary, records = summary_from_legacy(json.dumps({"shards": {"a": a, "b": b}}))
+    assert records == {"a": a, "b": b}
+    assert summary == _index(a, b)
     with pytest.raises(ValueError, match="no 'shards' mapping"):
-        merge_stats('{"other": 1}', shard_stats("a", {}, CardInfo()))
+        summary_from_legacy('{"other": 1}')
 
 
 def test_sample_table_shortens_and_escapes_cells():

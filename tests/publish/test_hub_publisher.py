@@ -183,7 +183,8 @@ def test_a_concurrent_commit_is_detected_and_both_shards_end_up_in_the_card(hub,
     )
     result = publisher.publish_partition("s1", make_tables("s1", 2), CardInfo())
     assert result.attempts == 2  # the first commit was refused: its parent was stale
-    stats = json.loads(hub.files(REPO)["stats/shards.json"])
-    assert sorted(stats["shards"]) == ["s0", "s1", "s2"]
+    stats = json.loads(hub.files(REPO)["stats/summary.json"])
+    assert stats["shards"] == 3 and stats["rows"]["codeio"] == 6
+    assert {f"stats/shards/{s}.json" for s in ("s0", "s1", "s2")} <= set(hub.files(REPO))
     readme = hub.files(REPO)["README.md"].decode()
     assert all(f"`{s}`" in readme for s in ("s0", "s1", "s2"))

@@ -72,9 +72,13 @@ def test_parallel_processes_keep_every_shards_stats_record(make_tables, tmp_path
         child.join(timeout=300)
     assert [c.exitcode for c in children] == [0] * len(shards)
 
-    index = json.loads((folder / "stats" / "shards.json").read_text())
-    assert sorted(index["shards"]) == shards
-    assert {s: index["shards"][s]["rows"]["codeio"] for s in shards} == {
+    summary = json.loads((folder / "stats" / "summary.json").read_text())
+    assert summary["shards"] == len(shards)
+    assert summary["rows"]["codeio"] == sum(2 + i for i in range(len(shards)))
+    records = {
+        s: json.loads((folder / "stats" / "shards" / f"{s}.json").read_text()) for s in shards
+    }
+    assert {s: r["rows"]["codeio"] for s, r in records.items()} == {
         s: 2 + i for i, s in enumerate(shards)
     }
     readme = (folder / "README.md").read_text()
