@@ -74,23 +74,6 @@ class LLMStats(BaseModel):
     by_status: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     wall_s: float = 0.0
 
-    def add(self, other: LLMStats) -> LLMStats:
-        """Sum of two runs' counters."""
-        by = dict(self.by_status)
-        for k, v in other.by_status.items():
-            by[k] = by.get(k, 0) + v
-        return LLMStats(
-            requests=self.requests + other.requests,
-            cache_hits=self.cache_hits + other.cache_hits,
-            cache_misses=self.cache_misses + other.cache_misses,
-            retries=self.retries + other.retries,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            cost_usd=self.cost_usd + other.cost_usd,
-            by_status=by,
-            wall_s=self.wall_s + other.wall_s,
-        )
-
     def as_metadata(self, prefix: str = "llm_") -> dict[str, Any]:
         """Plain ints/floats for Dagster metadata."""
         out: dict[str, Any] = {
