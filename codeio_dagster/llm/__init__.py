@@ -11,8 +11,6 @@ from codeio_dagster.llm.local_model import (
 from codeio_dagster.llm.resource import (
     EmbeddedLLM,
     LLMResource,
-    LocalModelConfig,
-    PriceConfig,
     RemoteLLM,
     llm_from_settings,
 )
@@ -34,13 +32,11 @@ __all__ = [
     "LLMResource",
     "LLMSettings",
     "LLMStats",
-    "LocalModelConfig",
     "LocalModelError",
     "LocalModelServer",
     "LocalModelSettings",
     "ModelIntegrityError",
     "Price",
-    "PriceConfig",
     "RemoteLLM",
     "ResponseCache",
     "SamplingParams",

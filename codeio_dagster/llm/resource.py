@@ -1,6 +1,7 @@
 """The LLM resources: one interface over the async engine, a remote and an embedded endpoint.
 
-`LLMResource` owns the shared work (settings, request cache, `complete_many`, stats); each
+`LLMResource` owns the shared work (request cache, `complete_many`, stats); its one config
+field is the `llm:` section itself (`LLMSettings`), so nothing is declared twice. Each
 implementation only says where requests go: `RemoteLLM` to an OpenAI-compatible endpoint with
 a key, `EmbeddedLLM` to the local model server it starts on first use and stops at teardown.
 `llm_from_settings` (or `LLMResource.from_settings`) picks the implementation.
@@ -16,30 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, model_validator
 
 from codeio_dagster.llm.cache import ResponseCache
 from codeio_dagster.llm.client import Clock, Endpoint, run_requests
 from codeio_dagster.llm.local_model import LocalModelServer, embedded_model_id
 from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LLMSettings
 from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
-
-
-class PriceConfig(dg.Config):
-    """USD per million tokens (Dagster config form of Price)."""
-
-    input_per_mtok: float
-    output_per_mtok: float
-
-
-class LocalModelConfig(dg.Config):
-    """Dagster config form of LocalModelSettings."""
-
-    n_ctx: int = 4096
-    n_parallel: int = 4
-    threads: int = 0
-    cache_dir: str | None = None
-    startup_timeout_s: float = 120.0
 
 
 def _run_sync[T](coro: Coroutine[Any, Any, T]) -> T:
@@ -70,20 +54,12 @@ class LLMResource(dg.ConfigurableResource):
     """OpenAI-compatible chat completions with limits, retries, cost and a durable cache.
 
     The interface assets ask for (`llm: LLMResource`); `RemoteLLM` and `EmbeddedLLM` implement
-    `_backend`. `local_model.cache_dir` also locates the request cache, so both keep it.
+    `_backend`.
     """
 
-    max_concurrency: int = 8
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-    max_retries: int = 5
-    timeout_s: float = 300.0
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    prices: dict[str, PriceConfig] = {}
-    use_cache: bool = True
-    cache_path: str | None = None
-    local_model: LocalModelConfig = LocalModelConfig()
+    settings: LLMSettings = Field(
+        default_factory=LLMSettings, description="The llm: section of codeio.yaml."
+    )
 
     # Tests set a virtual clock to check the waits asked for without really waiting.
     _clock: Clock | None = PrivateAttr(default=None)
@@ -101,10 +77,6 @@ class LLMResource(dg.ConfigurableResource):
             )
         return resource
 
-    def settings(self) -> LLMSettings:
-        """The validated settings this resource runs with (the key is not part of them)."""
-        return LLMSettings.model_validate(self.model_dump(exclude={"api_key"}))
-
     def _backend(self, settings: LLMSettings) -> Backend:
         """Where requests go; called once per `complete_many`, before any cache lookup."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _backend")
@@ -121,7 +93,7 @@ class LLMResource(dg.ConfigurableResource):
         `progress` shows a bar on stderr, labelled with it when it is a string.
         """
         requests = list(requests)
-        settings = self.settings()
+        settings = self.settings
         backend = self._backend(settings)
         cache = ResponseCache(settings.resolved_cache_path()) if settings.use_cache else None
         try:
@@ -156,11 +128,19 @@ class LLMResource(dg.ConfigurableResource):
 
 
 class RemoteLLM(LLMResource):
-    """A remote OpenAI-compatible endpoint; the key comes from `api_key` or `$api_key_env`."""
+    """A remote OpenAI-compatible endpoint (`settings.base_url`); the key comes from `api_key`,
+    which `build_resources` sets to `dg.EnvVar(settings.api_key_env)`."""
 
-    base_url: str
-    api_key_env: str = "OPENAI_API_KEY"
     api_key: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _needs_base_url(self) -> RemoteLLM:
+        if self.settings.base_url is None:
+            raise ValueError(
+                "RemoteLLM needs settings.base_url (llm.base_url); without it the embedded "
+                "model serves requests: use EmbeddedLLM or llm_from_settings"
+            )
+        return self
 
     def __repr_args__(self) -> Any:
         # The key is never shown, whatever pydantic or Dagster decide to print.
@@ -195,6 +175,15 @@ class EmbeddedLLM(LLMResource):
     _server: LocalModelServer | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    @model_validator(mode="after")
+    def _no_base_url(self) -> EmbeddedLLM:
+        if self.settings.base_url is not None:
+            raise ValueError(
+                f"EmbeddedLLM serves the local model, but settings.base_url is "
+                f"{self.settings.base_url!r}: use RemoteLLM or llm_from_settings"
+            )
+        return self
+
     def _backend(self, settings: LLMSettings) -> Backend:
         return Backend(
             connect=lambda: self._local_endpoint(settings),
@@ -227,10 +216,7 @@ class EmbeddedLLM(LLMResource):
 def llm_from_settings(settings: LLMSettings, api_key: str | dg.EnvVar | None = None) -> LLMResource:
     """The LLM resource for the settings: `EmbeddedLLM` when `base_url` is unset, else
     `RemoteLLM`; pass `api_key=dg.EnvVar(settings.api_key_env)` for the remote one."""
-    # The Dagster config mirrors LLMSettings field for field, with paths as strings.
-    fields = settings.model_dump(mode="json")
     if settings.base_url is None:
-        # The embedded server needs no key; base_url and api_key_env mean nothing to it.
-        del fields["base_url"], fields["api_key_env"]
-        return EmbeddedLLM(**fields)
-    return RemoteLLM(**fields, api_key=api_key)
+        # The embedded server needs no key: one handed over is not kept anywhere.
+        return EmbeddedLLM(settings=settings)
+    return RemoteLLM(settings=settings, api_key=api_key)

@@ -1,11 +1,19 @@
-"""Configuration models of the LLM layer (plain pydantic, no Dagster)."""
+"""Configuration models of the LLM layer: the `llm:` section, declared once.
+
+`LLMSettings` (with `Price` and `LocalModelSettings`) is a `dg.Config`, so the LLM resources
+take it as their one config field and the Dagster UI shows it as the YAML wrote it. Paths are
+strings there (Dagster config has no path type); the `resolved_*` methods return `Path`s.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from codeio_dagster.fsutil import PathStr
 
 EMBEDDED_MODEL_ALIAS = "qwen2.5-coder-1.5b-instruct"
 
@@ -76,16 +84,16 @@ class SamplingParams(BaseModel):
         return v
 
 
-class Price(BaseModel):
+class Price(dg.Config):
     """USD per million input and output tokens of one model."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid")
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
 
 
-class LocalModelSettings(BaseModel):
+class LocalModelSettings(dg.Config):
     """How the embedded llama.cpp server runs."""
 
     model_config = ConfigDict(extra="forbid")
@@ -93,15 +101,15 @@ class LocalModelSettings(BaseModel):
     n_ctx: int = Field(default=4096, ge=256, description="context tokens per parallel slot")
     n_parallel: int = Field(default=4, ge=1, le=64)
     threads: int = Field(default=0, ge=0, description="0 means one per CPU core")
-    cache_dir: Path | None = None
+    cache_dir: PathStr | None = None
     startup_timeout_s: float = Field(default=120.0, gt=0)
 
     def resolved_cache_dir(self) -> Path:
         """The configured cache folder or the default one."""
-        return self.cache_dir.expanduser() if self.cache_dir else default_cache_dir()
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(dg.Config):
     """Endpoint, limits, retries, prices and cache of the LLM client."""
 
     model_config = ConfigDict(extra="forbid")
@@ -117,7 +125,7 @@ class LLMSettings(BaseModel):
     backoff_max_s: float = Field(default=60.0, ge=0)
     prices: dict[str, Price] = Field(default_factory=dict)
     use_cache: bool = True
-    cache_path: Path | None = None
+    cache_path: PathStr | None = None
     local_model: LocalModelSettings = Field(default_factory=LocalModelSettings)
 
     @field_validator("base_url")
@@ -140,5 +148,5 @@ class LLMSettings(BaseModel):
     def resolved_cache_path(self) -> Path:
         """The durable request cache file."""
         if self.cache_path is not None:
-            return self.cache_path.expanduser()
+            return Path(self.cache_path).expanduser()
         return self.local_model.resolved_cache_dir() / "llm_cache.sqlite"

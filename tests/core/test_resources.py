@@ -6,10 +6,14 @@ import dagster as dg
 import pytest
 
 from codeio_dagster.config import CodeioConfig
-from codeio_dagster.llm import EmbeddedLLM, RemoteLLM
+from codeio_dagster.llm import EmbeddedLLM, LLMResource, RemoteLLM
 from codeio_dagster.publish import HubPublisher, LocalFolderPublisher
 from codeio_dagster.resources import CodeioResource, build_resources
-from codeio_dagster.sandbox.resources import NsjailSandbox, UnsafeSubprocessSandbox
+from codeio_dagster.sandbox.resources import (
+    NsjailSandbox,
+    SandboxResource,
+    UnsafeSubprocessSandbox,
+)
 
 SOURCES = [{"name": "t", "kind": "folder", "options": {"path": "corpus"}}]
 
@@ -40,7 +44,10 @@ def test_each_resource_key_gets_the_implementation_the_config_selects(
     assert type(resources["llm"]) is llm
     assert type(resources["sandbox"]) is sandbox
     assert type(resources["publisher"]) is publisher
-    assert resources["sandbox"].settings() == config.sandbox
+    # Each resource holds its section of the config itself, not a copy.
+    assert resources["sandbox"].settings is config.sandbox
+    assert resources["llm"].settings is config.llm
+    assert resources["codeio"].config == config
 
 
 def test_secrets_are_handed_over_as_env_vars_and_never_as_values(monkeypatch):
@@ -55,6 +62,7 @@ def test_secrets_are_handed_over_as_env_vars_and_never_as_values(monkeypatch):
     )
     resources = build_resources(config, "codeio.yaml")
     assert resources["llm"].api_key == dg.EnvVar("CODEIO_TEST_REMOTE_KEY")
+    assert resources["llm"].settings.base_url == "http://127.0.0.1:9/v1"
     assert resources["publisher"].token == dg.EnvVar("HF_TOKEN")
     assert "must-not-be-stored" not in repr(resources)
 
@@ -70,3 +78,37 @@ def test_a_remote_endpoint_without_its_key_fails_naming_the_variable(monkeypatch
     llm = build_resources(config, "codeio.yaml")["llm"]
     with pytest.raises(ValueError, match="set the environment variable CODEIO_TEST_REMOTE_KEY"):
         llm.complete_many([])
+
+
+def test_a_setting_given_as_run_config_reaches_the_asset_and_is_validated():
+    # What the Dagster UI's launchpad sends: the section under `settings`, same names as YAML.
+    config = CodeioConfig.model_validate({"sources": SOURCES, "sandbox": "unsafe_subprocess"})
+    seen = {}
+
+    @dg.asset
+    def probe(sandbox: SandboxResource, llm: LLMResource) -> None:
+        seen["sandbox"], seen["llm"] = sandbox.settings, llm.settings
+
+    resources = build_resources(config, "codeio.yaml")
+    overrides = {
+        "sandbox": {"config": {"settings": {"mode": "unsafe_subprocess", "tmpfs_mb": 32}}},
+        "llm": {"config": {"settings": {"max_retries": 2, "local_model": {"n_parallel": 2}}}},
+    }
+    result = dg.materialize(
+        [probe],
+        resources={"sandbox": resources["sandbox"], "llm": resources["llm"]},
+        run_config={"resources": overrides},
+    )
+    assert result.success
+    assert seen["sandbox"].tmpfs_mb == 32 and seen["sandbox"].mode == "unsafe_subprocess"
+    assert seen["llm"].max_retries == 2 and seen["llm"].local_model.n_parallel == 2
+
+    # The section's own validators run on run config too, naming the field.
+    overrides["sandbox"]["config"]["settings"]["runtime_dir"] = "relative"
+    with pytest.raises(dg.DagsterResourceFunctionError) as failure:
+        dg.materialize(
+            [probe],
+            resources={"sandbox": resources["sandbox"], "llm": resources["llm"]},
+            run_config={"resources": overrides},
+        )
+    assert "runtime_dir must be an absolute path" in str(failure.value.__cause__)

@@ -275,23 +275,29 @@ def test_api_key_never_leaks(scripted_server, tmp_path, monkeypatch):
         str(llm),
         json.dumps(stats.as_metadata()),
         outcomes[0].model_dump_json(),
-        repr(llm.settings()),
+        repr(llm.settings),
     ]
     for text in shown:
         assert secret not in text
     assert "***" in outcomes[0].error
 
     monkeypatch.delenv("CODEIO_TEST_MISSING_KEY", raising=False)
-    keyless = RemoteLLM(base_url=scripted_server.base_url, api_key_env="CODEIO_TEST_MISSING_KEY")
+    keyless = RemoteLLM(
+        settings=LLMSettings(
+            base_url=scripted_server.base_url, api_key_env="CODEIO_TEST_MISSING_KEY"
+        )
+    )
     with pytest.raises(ValueError, match="set the environment variable CODEIO_TEST_MISSING_KEY"):
         keyless.complete_many([req("x")])
 
     monkeypatch.setenv("CODEIO_TEST_KEY", secret)
     from_env = RemoteLLM(
-        base_url=scripted_server.base_url,
-        api_key_env="CODEIO_TEST_KEY",
+        settings=LLMSettings(
+            base_url=scripted_server.base_url,
+            api_key_env="CODEIO_TEST_KEY",
+            cache_path=tmp_path / "c2.sqlite",
+        ),
         api_key=dg.EnvVar("CODEIO_TEST_KEY"),
-        cache_path=str(tmp_path / "c2.sqlite"),
     )
     out, _ = from_env.complete_many([req("from env")])
     assert out[0].status == "ok"
@@ -433,14 +439,14 @@ def test_resource_round_trips_every_setting(tmp_path):
         local_model={"cache_dir": str(tmp_path / "models"), "n_parallel": 2},
     )
     llm = LLMResource.from_settings(settings, api_key="sk-test-key-0002")
-    assert llm.settings() == settings
-    assert "api_key" not in llm.settings().model_dump()
+    assert llm.settings is settings  # the section itself, not a copy rebuilt field by field
+    assert "api_key" not in llm.settings.model_dump()
 
 
 def test_the_factory_picks_the_implementation_from_base_url(tmp_path, monkeypatch):
     remote_settings = LLMSettings(base_url="http://127.0.0.1:9/v1", cache_path=tmp_path / "c")
     remote = LLMResource.from_settings(remote_settings, api_key="sk-test-key-0003")
-    assert type(remote) is RemoteLLM and remote.base_url == "http://127.0.0.1:9/v1"
+    assert type(remote) is RemoteLLM and remote.settings.base_url == "http://127.0.0.1:9/v1"
     assert type(llm_from_settings(remote_settings)) is RemoteLLM
 
     embedded_settings = LLMSettings(
@@ -450,7 +456,7 @@ def test_the_factory_picks_the_implementation_from_base_url(tmp_path, monkeypatc
     embedded = LLMResource.from_settings(embedded_settings, api_key="sk-test-key-0003")
     assert type(embedded) is EmbeddedLLM
     assert "sk-test-key-0003" not in repr(embedded)
-    assert embedded.settings() == embedded_settings
+    assert embedded.settings == embedded_settings
     assert embedded.local_server is None  # started lazily, not at construction
 
     # Asked of an implementation, the factory refuses settings that select the other one.
@@ -458,7 +464,12 @@ def test_the_factory_picks_the_implementation_from_base_url(tmp_path, monkeypatc
     with pytest.raises(TypeError, match="select EmbeddedLLM"):
         RemoteLLM.from_settings(embedded_settings)
     with pytest.raises(NotImplementedError, match="does not implement _backend"):
-        LLMResource(cache_path=str(tmp_path / "c")).complete_many([req("x")])
+        LLMResource(settings=LLMSettings(cache_path=tmp_path / "c")).complete_many([req("x")])
+    # An implementation refuses settings meant for the other one, naming the field.
+    with pytest.raises(ValueError, match="RemoteLLM needs settings.base_url"):
+        RemoteLLM(settings=embedded_settings)
+    with pytest.raises(ValueError, match="EmbeddedLLM serves the local model"):
+        EmbeddedLLM(settings=remote_settings)
 
 
 def test_assets_asking_for_the_interface_get_the_configured_implementation(

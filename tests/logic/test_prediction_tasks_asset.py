@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.assets.prediction_tasks import prediction_tasks
+from codeio_dagster.config import load_config
 from codeio_dagster.models import IOPairsRecord, UnifiedFunctionRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
@@ -74,7 +75,7 @@ def test_counters_count_functions_in_and_carry_every_kind_drop(tmp_path):
         instance=instance,
         resources={
             "io_manager": dg.InMemoryIOManager(),
-            "codeio": CodeioResource(config_path=str(config)),
+            "codeio": CodeioResource.from_config(load_config(config)),
         },
     )
     assert result.success

@@ -8,10 +8,11 @@ import sys
 import dagster as dg
 import pytest
 
-from codeio_dagster.sandbox import Job, SandboxSettings
+from codeio_dagster.sandbox import Job
 from codeio_dagster.sandbox.executor import UNSAFE_WARNING
 from codeio_dagster.sandbox.resources import (
     NsjailSandbox,
+    SandboxConfig,
     SandboxResource,
     UnsafeSubprocessSandbox,
     sandbox_from_settings,
@@ -21,7 +22,7 @@ JOB = Job(id="j", code="def f(x):\n    return x * 2\n", call="f", input=[21])
 
 
 def test_the_factory_picks_the_implementation_from_the_mode(tmp_path):
-    nsjail = SandboxSettings(
+    nsjail = SandboxConfig(
         workers=3,
         timeout_s=2.5,
         runtime_dir=tmp_path,
@@ -32,20 +33,24 @@ def test_the_factory_picks_the_implementation_from_the_mode(tmp_path):
     )
     jail = sandbox_from_settings(nsjail)
     assert type(jail) is NsjailSandbox
-    assert jail.settings() == nsjail
-    assert NsjailSandbox().settings() == SandboxSettings()
+    assert jail.settings is nsjail  # the section itself: no mirror, nothing filtered out
+    assert NsjailSandbox().settings == SandboxConfig()
 
-    unsafe = SandboxSettings(mode="unsafe_subprocess", workers=1, runtime_dir=tmp_path)
+    unsafe = SandboxConfig(mode="unsafe_subprocess", workers=1, runtime_dir=tmp_path, tmpfs_mb=32)
     plain = sandbox_from_settings(unsafe)
     assert type(plain) is UnsafeSubprocessSandbox
-    assert plain.settings() == unsafe
-    # nsjail's own limits mean nothing without a jail, so the unsafe resource has none.
-    assert not hasattr(plain, "cgroups")
+    assert plain.settings is unsafe
+    assert UnsafeSubprocessSandbox().settings.mode == "unsafe_subprocess"
 
 
-def test_settings_are_validated_when_the_executor_is_built():
+def test_settings_are_validated_when_the_resource_is_built():
     with pytest.raises(ValueError, match="runtime_dir must be an absolute path"):
-        NsjailSandbox(runtime_dir="relative/path").settings()
+        NsjailSandbox(settings={"runtime_dir": "relative/path"})
+    # The class is the isolation choice: settings naming the other mode are refused, not ignored.
+    with pytest.raises(ValueError, match="NsjailSandbox runs mode 'nsjail'.*unsafe_subprocess"):
+        NsjailSandbox(settings=SandboxConfig(mode="unsafe_subprocess"))
+    with pytest.raises(ValueError, match="UnsafeSubprocessSandbox runs mode 'unsafe_subprocess'"):
+        UnsafeSubprocessSandbox(settings=SandboxConfig())
 
 
 def test_the_unsafe_sandbox_warns_in_the_run_log_and_on_stderr(capfd):
@@ -58,7 +63,7 @@ def test_the_unsafe_sandbox_warns_in_the_run_log_and_on_stderr(capfd):
             (seen["result"],) = executor.run([JOB])
 
     instance = dg.DagsterInstance.ephemeral()
-    resource = sandbox_from_settings(SandboxSettings(mode="unsafe_subprocess", workers=1))
+    resource = sandbox_from_settings(SandboxConfig(mode="unsafe_subprocess", workers=1))
     result = dg.materialize([doubled], resources={"sandbox": resource}, instance=instance)
     assert result.success
     assert seen["type"] is UnsafeSubprocessSandbox
@@ -76,7 +81,9 @@ def test_the_nsjail_sandbox_runs_jobs_in_an_asset(sandbox_settings):
         return dg.MaterializeResult(metadata={"status": r.status, "output": r.output})
 
     instance = dg.DagsterInstance.ephemeral()
-    resource = sandbox_from_settings(sandbox_settings.model_copy(update={"workers": 1}))
+    resource = sandbox_from_settings(
+        SandboxConfig.model_validate({**sandbox_settings.model_dump(), "workers": 1})
+    )
     assert type(resource) is NsjailSandbox
     result = dg.materialize([doubled], resources={"sandbox": resource}, instance=instance)
     meta = result.asset_materializations_for_node("doubled")[0].metadata
