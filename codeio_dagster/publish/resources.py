@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeio_dagster.hfhub import check_repo_id, hub_endpoint
 from codeio_dagster.publish.card import (
     LEGACY_INDEX_PATH,
     SUMMARY_PATH,
@@ -31,7 +32,6 @@ from codeio_dagster.publish.card import (
     update_summary,
 )
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 _SHARD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 # Statuses a later attempt can fix: timeouts, conflicts with a concurrent commit, rate limits,
@@ -212,8 +212,7 @@ class HubPublisher(PublisherResource):
     retry_base_seconds: float = 2.0
 
     def resolved_endpoint(self) -> str:
-        # Read at call time: huggingface_hub reads HF_ENDPOINT once, at its import.
-        return (self.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        return hub_endpoint(self.endpoint)
 
     def static_card(self) -> CardStatic:
         return super().static_card().model_copy(update={"repo_id": self.repo_id})
@@ -227,7 +226,7 @@ class HubPublisher(PublisherResource):
         self, shard: str, tables: dict[str, pl.DataFrame], info: CardInfo
     ) -> PublishResult:
         check_shard(shard)
-        _check_repo_id(self.repo_id)
+        check_repo_id(self.repo_id)
         _usable_tables(tables)
         api = self.api()
         last: str = ""
@@ -332,9 +331,3 @@ def _retryable(exc: Exception, message: str) -> bool:
         return status >= 500 or status in _RETRY_STATUSES
     # A ValueError is the client refusing our input (e.g. an invalid card); retrying won't help.
     return not isinstance(exc, ValueError | TypeError)
-
-
-def _check_repo_id(repo_id: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo_id or ""):
-        raise ValueError(f"repo_id {repo_id!r} must look like 'owner/name'")
-    return repo_id

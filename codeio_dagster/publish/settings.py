@@ -8,9 +8,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from codeio_dagster.hfhub import check_repo_id
 from codeio_dagster.publish.resources import HubPublisher, LocalFolderPublisher, PublisherResource
-
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
 class PublishSettings(BaseModel):
@@ -33,9 +32,7 @@ class PublishSettings(BaseModel):
     @field_validator("repo_id")
     @classmethod
     def _repo_id_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _REPO_ID.fullmatch(value):
-            raise ValueError(f"publish.repo_id {value!r} must look like 'owner/name'")
-        return value
+        return value if value is None else check_repo_id(value, "publish.repo_id")
 
     @field_validator("endpoint")
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import field_validator
 
+from codeio_dagster.hfhub import check_repo_id, hub_endpoint
 from codeio_dagster.sources.base import (
     RawFile,
     Source,
@@ -38,9 +38,7 @@ class HubSourceOptions(SourceOptions):
     @field_validator("repo_id")
     @classmethod
     def _repo_id_shape(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", value):
-            raise ValueError(f"hub source repo_id {value!r} must look like 'owner/name'")
-        return value
+        return check_repo_id(value, "hub source repo_id")
 
     @field_validator("files")
     @classmethod
@@ -68,8 +66,7 @@ class HubSource(Source):
     def _api(self):
         from huggingface_hub import HfApi
 
-        endpoint = self.opts.endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-        return HfApi(endpoint=endpoint.rstrip("/"))
+        return HfApi(endpoint=hub_endpoint(self.opts.endpoint))
 
     def resolved_revision(self) -> str:
         """The commit sha read from; a branch or tag is resolved on first use and then kept."""
