@@ -24,8 +24,11 @@ $(UV):
 	$(PYTHON312) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==0.13.8
 
+# Bytecode compiled once at install (as pip does, uv does not by default): otherwise every
+# `codeio` process compiles Dagster from source where .pyc files are not written (e.g. under
+# PYTHONDONTWRITEBYTECODE), several seconds per process.
 $(STAMP): $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --all-extras --python $(PYTHON312)
+	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON312)
 	@touch $(STAMP)
 
 system-deps:
