@@ -50,6 +50,7 @@ UNITS_SCHEMA = pl.Schema(
     {"source": pl.String(), "key": pl.String(), "stamp": pl.String(), "position": pl.String()}
 )
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_]+")
+COMPACT_PARTS = 64  # index parts merged into one base file: reads stay few, writes stay small
 
 
 def file_id(content: bytes) -> str:
@@ -107,10 +108,7 @@ def iter_shards(
     # Looked up row by row as the source yields, not joined afterwards: a tick cut short by
     # `max_shards` must stop reading at its last landed row, or the unit it stopped in would be
     # recorded as done with rows never landed.
-    landed_paths = set(known.get_column("path"))
-    first_landed = index.unique("file_id", keep="first", maintain_order=True).select(
-        "file_id", pl.col("path").alias("_landed")
-    )
+    landed_paths = set(known.get_column("path").to_list())
     first = known.get_column("shard").n_unique()
     taken: set[str] = set()
     first_path: dict[str, str] = {}  # file_id -> first path of this scan with those bytes
@@ -139,12 +137,12 @@ def iter_shards(
         )
         taken.add(raw.path)
         if len(rows) == shard_size:
-            yield _shard(shard_name(source, first + made), rows, first_landed)
+            yield _shard(shard_name(source, first + made), rows, index)
             rows, made = [], made + 1
             if made == max_shards:
                 return
     if rows:
-        yield _shard(shard_name(source, first + made), rows, first_landed)
+        yield _shard(shard_name(source, first + made), rows, index)
 
 
 _ROW_SCHEMA = pl.Schema(
@@ -152,12 +150,18 @@ _ROW_SCHEMA = pl.Schema(
 )
 
 
-def _shard(name: str, rows: list[dict], first_landed: pl.DataFrame) -> PlannedShard:
+def _shard(name: str, rows: list[dict], index: pl.DataFrame) -> PlannedShard:
     """A shard's frame; `duplicate_of` of each row: the first path, landed or earlier in this
     scan, of its bytes (a rejected row has no bytes to share)."""
+    frame = pl.DataFrame(rows, schema=_ROW_SCHEMA)
+    # Only the index rows sharing this shard's ids are deduplicated, not the whole index.
+    first_landed = (
+        index.filter(pl.col("file_id").is_in(frame.get_column("file_id").implode()))
+        .unique("file_id", keep="first", maintain_order=True)
+        .select("file_id", pl.col("path").alias("_landed"))
+    )
     frame = (
-        pl.DataFrame(rows, schema=_ROW_SCHEMA)
-        .join(first_landed, on="file_id", how="left", maintain_order="left")
+        frame.join(first_landed, on="file_id", how="left", maintain_order="left")
         .with_columns(
             pl.lit(name).alias("shard"),
             pl.coalesce("duplicate_of", "_landed", "_earlier").alias("duplicate_of"),
@@ -216,20 +220,48 @@ class Landing:
                 self._lock_depth = 0
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    @property
-    def index_path(self) -> Path:
-        return self.root / "_index.parquet"
+    # The index is a base file plus parts added one per landing, so a landing writes what it
+    # adds, not the whole index again. Every file is written once (write-then-rename) and
+    # never changed: `_index/<n>.parquet` is part n; `_index/base-<n>.parquet` holds parts up to
+    # n (and the `_index.parquet` of landings made before parts existed). Reads take the
+    # newest base and the parts after it, so a compaction that stopped half-way reads right.
 
-    def index(self) -> pl.DataFrame:
-        if not self.index_path.exists():
-            return pl.DataFrame(schema=INDEX_SCHEMA)
-        return pl.read_parquet(self.index_path)
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "_index"
+
+    def _index_files(self) -> tuple[list[Path], int]:
+        """The files holding the index, base first, and the number of the last part."""
+        legacy = self.root / "_index.parquet"
+        parts: list[tuple[int, Path]] = []
+        bases: list[tuple[int, Path]] = []
+        if self.index_dir.is_dir():
+            for path in self.index_dir.glob("*.parquet"):
+                name = path.stem
+                if name.startswith("base-"):
+                    bases.append((int(name.removeprefix("base-")), path))
+                elif name.isdigit():
+                    parts.append((int(name), path))
+        covered, files = -1, []
+        if bases:
+            covered, base = max(bases)
+            files.append(base)
+        elif legacy.exists():
+            files.append(legacy)
+        parts.sort()
+        files += [path for n, path in parts if n > covered]
+        return files, max([covered, *(n for n, _ in parts)])
+
+    def index(self, columns: list[str] | None = None) -> pl.DataFrame:
+        files, _ = self._index_files()
+        schema = INDEX_SCHEMA if columns is None else {c: INDEX_SCHEMA[c] for c in columns}
+        if not files:
+            return pl.DataFrame(schema=schema)
+        return pl.concat([pl.read_parquet(f, columns=list(schema)) for f in files])
 
     def shards(self) -> pl.DataFrame:
         """The `shard` column of the index (one row per landed file), read alone."""
-        if not self.index_path.exists():
-            return pl.DataFrame(schema={"shard": pl.String()})
-        return pl.read_parquet(self.index_path, columns=["shard"])
+        return self.index(columns=["shard"])
 
     @property
     def units_path(self) -> Path:
@@ -283,11 +315,23 @@ class Landing:
         write_parquet_atomic(shard.rows, self.shard_path(shard.name))
 
     def add_to_index(self, shards: list[PlannedShard]) -> None:
+        """Index `shards` as one new part; every COMPACT_PARTS parts are merged into a base."""
         if not shards:
             return
         added = pl.concat([s.rows.select(INDEX_SCHEMA.names()) for s in shards])
         with self.lock():
-            write_parquet_atomic(pl.concat([self.index(), added]), self.index_path)
+            files, last = self._index_files()
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            write_parquet_atomic(added, self.index_dir / f"{last + 1:012d}.parquet")
+            if len(files) >= COMPACT_PARTS:
+                self._compact()
+
+    def _compact(self) -> None:
+        files, last = self._index_files()
+        write_parquet_atomic(self.index(), self.index_dir / f"base-{last:012d}.parquet")
+        # Only now are the older files garbage; a crash before this leaves them unread.
+        for path in files:
+            path.unlink(missing_ok=True)
 
     def read(self, shard: str) -> pl.DataFrame:
         path = self.shard_path(shard)

@@ -213,3 +213,46 @@ def test_a_landing_without_positions_still_reads(tmp_path):
     )
     (unit,) = landing.landed_units("t").values()
     assert (unit.key, unit.stamp, unit.position) == ("a.jsonl", "1:2", None)
+
+
+def _shard_of(name, paths):
+    from codeio_dagster.shards import PlannedShard
+
+    rows = pl.DataFrame(
+        {"source": "s", "path": paths, "file_id": paths, "shard": name},
+        schema={"source": pl.String, "path": pl.String, "file_id": pl.String, "shard": pl.String},
+    )
+    return PlannedShard(name, rows)
+
+
+def test_the_index_grows_by_parts_and_compacts_without_rewriting_each_landing(
+    tmp_path, monkeypatch
+):
+    from codeio_dagster import shards as shards_module
+
+    monkeypatch.setattr(shards_module, "COMPACT_PARTS", 3)
+    landing = Landing(tmp_path)
+    # A landing made before the index had parts: its single file is the first base.
+    _shard_of("s-00000", ["a"]).rows.write_parquet(tmp_path / "_index.parquet")
+    written = []
+    real_write = shards_module.write_parquet_atomic
+
+    def counted(frame, path):
+        written.append((path.name, frame.height))
+        real_write(frame, path)
+
+    monkeypatch.setattr(shards_module, "write_parquet_atomic", counted)
+    for i in range(1, 8):
+        landing.add_to_index([_shard_of(f"s-{i:05d}", [f"p{i}"])])
+    # Each landing wrote its own row; every third also merged the parts into one base.
+    assert [rows for name, rows in written if not name.startswith("base-")] == [1] * 7
+    assert [rows for name, rows in written if name.startswith("base-")] == [4, 7]
+    assert landing.index()["path"].to_list() == ["a", *(f"p{i}" for i in range(1, 8))]
+    assert len(list((tmp_path / "_index").iterdir())) <= 3
+    assert not (tmp_path / "_index.parquet").exists()
+
+    # A compaction that wrote its base but stopped before deleting what it merged reads right.
+    files, last = landing._index_files()
+    before = landing.index()
+    real_write(before, tmp_path / "_index" / f"base-{last:012d}.parquet")
+    assert landing.index().equals(before)
