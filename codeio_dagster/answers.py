@@ -34,12 +34,6 @@ MAX_ANSWER_DEPTH = 100
 # of thousands of `{...}` fragments costs thousands of scans, not thousands of parses.
 MAX_CANDIDATES = 32
 
-EXTRACTION_STATUSES = {
-    "ok": "a JSON object with the answer key was found",
-    "parse_error": "no fenced block or balanced object in the reply parses as JSON or a literal",
-    "missing_key": "the answer parsed but is not an object holding the answer key",
-}
-
 
 @dataclass(frozen=True)
 class Extraction:
@@ -47,11 +41,6 @@ class Extraction:
     value: Any = None  # the JSON value under the key when status is ok
     detail: str | None = None
     method: str | None = None  # json_block, json_object, python_literal
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys, the same text form as the sandbox's canonical JSON."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def balanced_objects(text: str) -> list[str]:

@@ -215,10 +215,6 @@ def to_frame(records: list[BaseModel] | list[dict], model: type[BaseModel]) -> p
     return pl.DataFrame(rows, schema=polars_schema(model), orient="row")
 
 
-def empty_frame(model: type[BaseModel]) -> pl.DataFrame:
-    return pl.DataFrame(schema=polars_schema(model))
-
-
 def check_schema(frame: pl.DataFrame, model: type[BaseModel]) -> list[str]:
     """Differences between a frame's schema and the model's; empty when they match."""
     expected, actual = polars_schema(model), frame.schema

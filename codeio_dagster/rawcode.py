@@ -8,17 +8,6 @@ import polars as pl
 
 from codeio_dagster.models import RawFileRecord, to_frame
 
-RAW_REASONS = {
-    "duplicate": "same bytes as a file landed earlier (see duplicate_of)",
-    "empty": "no content, or only white space",
-    "oversized": "larger than shards.max_file_bytes",
-    "binary": "contains NUL bytes",
-    "bad_encoding": "not valid UTF-8",
-    "bad_row": "a table row that could not be read: not JSON, no content column, content not text",
-    "outside_root": "a link leading outside the source folder; its target was not read",
-    "unreadable": "the source could not read the file (permissions, not a regular file)",
-}
-
 
 def classify(content: bytes, *, duplicate_of: str | None, max_bytes: int) -> tuple[str, str | None]:
     """The status of one raw file and its text when it is usable."""

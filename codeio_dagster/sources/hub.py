@@ -90,9 +90,6 @@ class HubSource(Source):
         # fnmatch's `*` already crosses '/', so `**/` only needs to also match the top level.
         return any(fnmatch.fnmatch(name, p) for p in {pattern, pattern.replace("**/", "")})
 
-    def matched_files(self) -> list[str]:
-        return [unit.key for unit in self.units()]
-
     def units(self) -> list[Unit]:
         """Matched files at the pinned commit, stamped by blob id; one listing call, no download."""
         from huggingface_hub.hf_api import RepoFile

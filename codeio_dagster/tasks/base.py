@@ -25,12 +25,6 @@ class FunctionView:
     io_description: str
     reference_code: str
 
-    @classmethod
-    def from_record(cls, record: Any) -> FunctionView:
-        """From a UnifiedFunctionRecord or a row dict with the same fields."""
-        get = record.get if isinstance(record, Mapping) else lambda k: getattr(record, k)
-        return cls(**{k: get(k) for k in cls.__dataclass_fields__})
-
 
 class TaskPrompt(NamedTuple):
     given: str  # JSON shown in the prompt
