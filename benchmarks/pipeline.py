@@ -36,10 +36,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,59 +116,6 @@ class Replayer:
         return self.refactor(prompt)
 
 
-class StubLLM:
-    """An instant OpenAI-compatible chat-completions server on 127.0.0.1 (a thread)."""
-
-    def __init__(self, replayer: Replayer):
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests += 1
-                payload = {
-                    "id": f"cmpl-{outer.requests}",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {
-                                "role": "assistant",
-                                "content": replayer.reply(body["messages"]),
-                            },
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 100, "total_tokens": 200},
-                }
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def write_project(root: Path, raw_rows: list[dict], base_url: str) -> Path:
     with open(root / "rawcode.jsonl", "w") as out:
         for row in raw_rows:
@@ -201,9 +146,9 @@ def write_project(root: Path, raw_rows: list[dict], base_url: str) -> Path:
     return path
 
 
-def run_demo(root: Path, config: Path, stub: StubLLM) -> dict:
+def run_demo(root: Path, config: Path, stub) -> dict:
     env = {**os.environ, "DAGSTER_HOME": str(root / "dagster_home"), KEY_ENV: "not-a-secret"}
-    before_requests = stub.requests
+    before_requests = len(stub.requests)
     start = time.perf_counter()
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "codeio"), "demo", "--config", str(config)],
@@ -217,7 +162,7 @@ def run_demo(root: Path, config: Path, stub: StubLLM) -> dict:
         sys.exit(f"codeio demo failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
     return {
         "seconds": seconds,
-        "requests": stub.requests - before_requests,
+        "requests": len(stub.requests) - before_requests,
         "stdout": proc.stdout,
     }
 
@@ -284,7 +229,11 @@ def main() -> int:
     raw_rows = [json.loads(line) for line in RAW.read_text().splitlines() if line.strip()]
     parsed_rows = [json.loads(line) for line in PARSED.read_text().splitlines() if line.strip()]
     shard_rows = raw_rows[args.shard * args.files : (args.shard + 1) * args.files]
-    stub = StubLLM(Replayer(raw_rows, parsed_rows))
+    # The graph tests' chat-completions server (real HTTP on 127.0.0.1), replaying the sample.
+    sys.path.insert(0, str(ROOT))
+    from tests.graph.conftest import ScriptedLLM
+
+    stub = ScriptedLLM(reply=Replayer(raw_rows, parsed_rows).reply)
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="codeio-pipeline-bench-")
     root = Path(args.keep or tmp.name).resolve()
     root.mkdir(parents=True, exist_ok=True)
