@@ -8,7 +8,6 @@ import json
 import logging
 import random
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -472,8 +471,8 @@ class RequestBatch:
         if self.cache is not None and out.status != "request_failed":
             try:
                 self.cache.put(out.model_dump())
-            except sqlite3.Error as e:
-                self.log.warning(f"LLM cache write failed for {out.key!r}: {e}")
+            except Exception as e:  # any backend's failure: the reply is still this run's
+                self.log.warning(f"LLM cache write failed for {out.key!r}: {type(e).__name__}: {e}")
         if out.status == "request_failed" and self._failures_logged < _FAILURES_LOGGED:
             self._failures_logged += 1
             self.log.warning(f"LLM request {out.key!r} failed: {out.error}")
