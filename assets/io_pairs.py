@@ -9,6 +9,7 @@ from codeio_dagster.models import IOPairRecord, IOPairsRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox import FunctionSpec, combine_for_sandbox, generate_io_pairs
+from codeio_dagster.sandbox.cache import open_result_cache
 from codeio_dagster.sandbox.resources import SandboxResource
 
 
@@ -33,8 +34,8 @@ def io_pairs(
         )
         for row in functions.iter_rows(named=True)
     ]
-    with sandbox.executor() as executor:
-        outcomes = generate_io_pairs(executor, specs, codeio.config.io_pairs)
+    with sandbox.executor() as executor, open_result_cache(codeio.config.data_dir) as cache:
+        outcomes = generate_io_pairs(executor, specs, codeio.config.io_pairs, cache=cache)
     records = [
         IOPairsRecord(
             function_id=o.function_id,

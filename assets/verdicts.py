@@ -7,6 +7,7 @@ from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox import InputCheck, check_input_predictions
+from codeio_dagster.sandbox.cache import open_result_cache
 from codeio_dagster.sandbox.resources import SandboxResource
 from codeio_dagster.turns import responses_name, verdicts_name
 from codeio_dagster.verify import InputRunResult, judge
@@ -44,7 +45,9 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
             .select("function_id", "reference_code")
             .iter_rows()
         )
-        with sandbox.executor() as executor:
+        # Cached runs quote the same actual output on every rerun, so feedback (and with it
+        # the revision prompt, and the LLM cache key) never changes for unchanged replies.
+        with sandbox.executor() as executor, open_result_cache(codeio.config.data_dir) as cache:
 
             def run_inputs(runs):
                 checks = [
@@ -58,7 +61,7 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
                 ]
                 return [
                     InputRunResult(v.status, v.actual_output, v.error)
-                    for v in check_input_predictions(executor, checks)
+                    for v in check_input_predictions(executor, checks, cache=cache)
                 ]
 
             frame = judge(

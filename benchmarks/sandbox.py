@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from codeio_dagster.sandbox import Executor, Job, JobResult, SandboxSettings
-from codeio_dagster.sandbox.runtime import runtime_python
+from codeio_dagster.sandbox.runtime import runtime_path, runtime_python
 
 FIXTURES = Path(
     os.environ.get("CODEIO_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
@@ -194,7 +194,7 @@ def main() -> int:
 
     settings = SandboxSettings(workers=args.workers)
     workers = settings.worker_count()
-    python = runtime_python(settings.resolved_runtime_dir())
+    python = runtime_python(runtime_path(settings))
     jobs, mix = build_jobs(args.jobs, random.Random(args.seed))
     n = len(jobs)
     print(f"{n} jobs {mix}, {workers} workers, {args.rounds} rounds, interpreter {python}")

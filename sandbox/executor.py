@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import fcntl
 import functools
+import hashlib
 import json
 import logging
 import math
 import os
 import re
 import selectors
+import shutil
 import struct
 import subprocess
 import sys
@@ -16,21 +21,29 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeio_dagster.sandbox.cache import ResultCache, result_key
 from codeio_dagster.sandbox.jail import (
     SANDBOX_SRC,
+    SERVER_FILES,
     CgroupSupport,
     build_config,
     locate_nsjail_binary,
     prepare_cgroups,
     sweep_stale_cgroups,
 )
-from codeio_dagster.sandbox.runtime import runtime_is_current, runtime_python
+from codeio_dagster.sandbox.runtime import (
+    recipe_hash,
+    runtime_is_current,
+    runtime_path,
+    runtime_python,
+)
 from codeio_dagster.sandbox.settings import SandboxSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +55,8 @@ _START_TIMEOUT_S = 120.0
 _WATCHDOG_SLACK_S = 10.0
 # Requests written ahead to one jail: it starts the next job without waiting for the host.
 _WINDOW = 4
+SCRATCH_PREFIX = "codeio-sandbox-"
+_OWNER_LOCK = ".owner.lock"
 
 UNSAFE_WARNING = (
     "!!! SANDBOX DISABLED: mode=unsafe_subprocess runs untrusted code as this user, with "
@@ -117,6 +132,7 @@ class _Worker:
         ex = self.executor
         settings = ex.settings
         self.starts += 1
+        ex.jail_starts[self.key] = ex.jail_starts.get(self.key, 0) + 1
         workdir = "/tmp"
         if settings.mode == "nsjail":
             cfg_path = ex.scratch / f"jail-{self.hash_seed}.cfg"
@@ -134,15 +150,7 @@ class _Worker:
             env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": str(self.hash_seed)}
             env.update({k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                env=env,
-                close_fds=True,
-                start_new_session=True,
-            )
+            self.proc = _launch([*_die_with_parent(), *cmd], err, env)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         os.set_blocking(self.proc.stdin.fileno(), False)
         os.set_blocking(self.proc.stdout.fileno(), False)
@@ -258,6 +266,7 @@ class _Batch:
     ):
         self.ex = executor
         self.requests = requests
+        executor.requests_run += len(requests)
         self.on_reply = on_reply
         self.replies: list[dict[str, Any] | None] = [None] * len(requests)
         self.left = len(requests)
@@ -280,7 +289,8 @@ class _Batch:
             self.sel.close()
             if self.bar is not None:
                 self.bar.close()
-        return [r if r is not None else {"status": "killed", "error": "lost"} for r in self.replies]
+        lost = {"status": "killed", "error": "lost", HOST_MADE: True}
+        return [r if r is not None else dict(lost) for r in self.replies]
 
     def _feed(self, slot: int) -> None:
         worker = self.slots[slot]
@@ -381,6 +391,7 @@ class _Batch:
                 "status": "timeout" if exc.hung else "killed",
                 "error": msg,
                 "duration_ms": (time.monotonic() - worker.head_since) * 1000.0,
+                HOST_MADE: True,
             },
         )
         # The others never started: they go back to the front of their queue, in order.
@@ -406,26 +417,40 @@ def _is_registered(sel: selectors.BaseSelector, fileobj: Any) -> bool:
 
 
 class Executor:
-    """Runs jobs in isolated, long-lived fork-server jails; use as a context manager."""
+    """Runs jobs in isolated, long-lived fork-server jails; use as a context manager.
 
-    def __init__(self, settings: SandboxSettings | None = None):
+    `scratch_root` is where its scratch folder goes (default: the temp folder); entering an
+    executor removes the scratch folders that executors of dead processes left there.
+    """
+
+    def __init__(self, settings: SandboxSettings | None = None, scratch_root: Path | None = None):
         self.settings = settings or SandboxSettings()
+        self.scratch_root = Path(scratch_root or tempfile.gettempdir())
         self._pools: dict[tuple[int, bool], list[_Worker]] = {}
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._scratch: Path | None = None
+        self._owner_lock: int | None = None
         self.cgroups = CgroupSupport(False, False, "not prepared")
         self.nsjail: Path | None = None
         self.python: Path | None = None
         self.runtime_dir: Path | None = None
+        # Jails started, by (hash seed, heavy), and requests sent to them: what tests and
+        # benchmarks count.
+        self.jail_starts: dict[tuple[int, bool], int] = {}
+        self.requests_run = 0
 
     @property
     def scratch(self) -> Path:
-        assert self._tmp is not None, "Executor used outside its `with` block"
-        return Path(self._tmp.name)
+        assert self._scratch is not None, "Executor used outside its `with` block"
+        return self._scratch
 
     def __enter__(self) -> Executor:
-        self._tmp = tempfile.TemporaryDirectory(prefix="codeio-sandbox-")
+        sweep_stale_scratch(self.scratch_root)
+        self._scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=self.scratch_root))
+        # Held while this process lives: a folder whose lock can be taken has no owner left.
+        self._owner_lock = os.open(self._scratch / _OWNER_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._owner_lock, fcntl.LOCK_EX)
         try:
             self._prepare()
         except BaseException:
@@ -443,7 +468,7 @@ class Executor:
                 runtime_python(self.runtime_dir) if self.runtime_dir else Path(sys.executable)
             )
         else:
-            self.runtime_dir = settings.resolved_runtime_dir()
+            self.runtime_dir = runtime_path(settings)
             if not runtime_is_current(self.runtime_dir):
                 raise FileNotFoundError(
                     f"sandbox runtime not built in {self.runtime_dir}: run `codeio sandbox setup`"
@@ -468,9 +493,12 @@ class Executor:
                 worker.stop()
         if self.cgroups.memory or self.cgroups.pids:
             sweep_stale_cgroups()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+        if self._owner_lock is not None:
+            os.close(self._owner_lock)
+            self._owner_lock = None
 
     def _pool(self, hash_seed: int, heavy: bool) -> list[_Worker]:
         key = (hash_seed, heavy)
@@ -503,6 +531,29 @@ class Executor:
             "cpu_s": math.ceil(timeout) + 1,
         }
 
+    def identity(self) -> dict[str, Any]:
+        """What, besides the request, decides a reply: the cache keys include all of it."""
+        s = self.settings
+        return {
+            "server": _server_hash(),
+            "runtime": recipe_hash() if self.runtime_dir is not None else sys.version,
+            "mode": s.mode,
+            "jail": s.model_dump(
+                mode="json",
+                include={
+                    "memory_mb",
+                    "max_output_bytes",
+                    "max_processes",
+                    "tmpfs_mb",
+                    "max_open_files",
+                    "server_overhead_mb",
+                    "cgroups",
+                },
+            ),
+            "preload": list(s.preload),
+            "heavy_preload": list(s.heavy_preload),
+        }
+
     def run(self, jobs: Sequence[Job], progress: bool = False) -> list[JobResult]:
         """Run jobs in parallel across the workers; results come back in input order."""
         requests = []
@@ -521,13 +572,151 @@ class Executor:
         requests: Sequence[tuple[int | None, dict[str, Any]]],
         progress: bool = False,
         on_reply: Callable[[int, dict[str, Any]], None] | None = None,
+        cache: ResultCache | None = None,
     ) -> list[dict[str, Any]]:
-        """Send raw fork-server requests, (hash_seed or None, request), and collect the replies."""
-        if self._tmp is None:
+        """Send raw fork-server requests, (hash_seed or None, request), and collect the replies.
+
+        With a cache, requests answered before are not run again, and new replies are stored.
+        """
+        if self._scratch is None:
             raise RuntimeError("Executor must be entered (`with Executor(settings) as ex:`) first")
-        # The jails hold one batch's pipelined requests at a time.
-        with self._run_lock:
-            return _Batch(self, requests, progress, on_reply).run()
+        if cache is None:
+            with self._run_lock:
+                return _Batch(self, requests, progress, on_reply).run()
+        identity = self.identity()
+        default_seed = self.settings.hash_seed
+        keys = [
+            result_key(
+                identity,
+                default_seed if seed is None else seed,
+                self.is_heavy(req["code"]),
+                req,
+            )
+            for seed, req in requests
+        ]
+        stored = cache.get_many(keys)
+        replies: list[dict[str, Any] | None] = [stored.get(k) for k in keys]
+        missing = [i for i, reply in enumerate(replies) if reply is None]
+        if on_reply is not None:
+            for i, reply in enumerate(replies):
+                if reply is not None:
+                    on_reply(i, reply)
+        if missing:
+            inner = None if on_reply is None else (lambda j, r: on_reply(missing[j], r))
+            with self._run_lock:
+                fresh = _Batch(self, [requests[i] for i in missing], progress, inner).run()
+            for i, reply in zip(missing, fresh, strict=True):
+                replies[i] = reply
+            cache.put_many(
+                {
+                    keys[i]: reply
+                    for i, reply in zip(missing, fresh, strict=True)
+                    if not reply.get(HOST_MADE)
+                }
+            )
+        return [r for r in replies if r is not None]
+
+
+def sweep_stale_scratch(root: Path) -> list[Path]:
+    """Remove the scratch folders under root whose executor's process is gone."""
+    removed = []
+    for folder in Path(root).glob(f"{SCRATCH_PREFIX}*"):
+        lock = folder / _OWNER_LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            continue  # not ours, or being created right now
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its owner is alive
+        finally:
+            os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+@functools.cache
+def _server_hash() -> str:
+    digest = hashlib.sha256()
+    for name in SERVER_FILES:
+        digest.update((SANDBOX_SRC / name).read_bytes())
+    return digest.hexdigest()
+
+
+_launcher: tuple[int, ThreadPoolExecutor] | None = None
+_launcher_lock = threading.Lock()
+
+
+def _launch(cmd: list[str], stderr: Any, env: dict[str, str]) -> subprocess.Popen:
+    """Start a jail from the one long-lived launcher thread of this process.
+
+    The kernel sends PR_SET_PDEATHSIG when the *thread* that forked a process ends, so a jail
+    started from a short-lived thread (a Dagster step's) would die with that thread.
+    """
+    global _launcher
+    with _launcher_lock:
+        if _launcher is None or _launcher[0] != os.getpid():
+            _launcher = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="codeio-jails"))
+        pool = _launcher[1]
+    return pool.submit(
+        subprocess.Popen,
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+        close_fds=True,
+        start_new_session=True,
+    ).result()
+
+
+@functools.cache
+def _die_with_parent() -> tuple[str, ...]:
+    """A prefix that makes the jail's process get SIGKILL when this process dies.
+
+    nsjail already kills its jail when nsjail itself dies; this closes the gap between us and
+    nsjail, so a killed run leaves no jail running until its limits.
+    """
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
+    if setpriv is None:
+        log.warning("setpriv (util-linux) not found: jails outlive a killed run until their limits")
+        return ()
+    return (setpriv, "--pdeathsig", "KILL", "--")
+
+
+_warm: dict[str, Executor] = {}
+_warm_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def warm_executor(settings: SandboxSettings) -> Iterator[Executor]:
+    """An executor kept running for this process and handed to every step with these settings.
+
+    Jails cost their start-up once per run, not once per step (a heavy jail preloads numpy,
+    scipy, pandas, sympy and networkx: about 2.3 s of CPU). Only the most recent settings are
+    kept warm; the jails stop at exit or when the process dies.
+    """
+    key = settings.model_dump_json()
+    with _warm_lock:
+        executor = _warm.get(key)
+        if executor is None or executor._scratch is None:
+            for old in _warm.values():
+                old.close()
+            _warm.clear()
+            executor = Executor(settings).__enter__()
+            _warm[key] = executor
+    yield executor
+
+
+@atexit.register
+def close_warm_executors() -> None:
+    """Stop the jails kept warm by `warm_executor`."""
+    with _warm_lock:
+        for executor in _warm.values():
+            executor.close()
+        _warm.clear()
 
 
 @functools.cache
@@ -536,7 +725,10 @@ def _heavy_pattern(modules: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"\b(?:{names})\b")
 
 
-_STATUSES = set(Status.__args__)  # type: ignore[attr-defined]
+_STATUSES = set(Status.__args__)
+# Marks a reply the host wrote because a jail died or hung: never cached, it says nothing about
+# the job.
+HOST_MADE = "_host_made"  # type: ignore[attr-defined]
 
 
 def _is_json_text(value: Any) -> bool:
@@ -580,7 +772,7 @@ def result_from_reply(job_id: str, reply: dict[str, Any]) -> JobResult:
 
 def _optional_runtime(settings: SandboxSettings) -> Path | None:
     try:
-        path = settings.resolved_runtime_dir()
+        path = runtime_path(settings)
     except ValueError:
         return None
     return path if runtime_is_current(path) else None

@@ -23,10 +23,14 @@ import traceback
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from values import canonical_json, json_stats  # noqa: E402
+from values import canonical_json, json_stats, outputs_equal  # noqa: E402
 
 _HEADER = struct.Struct(">I")
+# One 32-bit word: the reply's length, and in the top bit which of two slots holds it. A job
+# writes each new reply into the slot not in use and then flips the word (one aligned store), so
+# a job killed at any moment leaves its last complete reply behind, never half of one.
 _RESULT_HEAD = struct.Struct("=I")
+_SLOT_BIT = 1 << 31
 # Room for the reply's envelope (error text, captured stdout, JSON escaping) beyond the output.
 _ENVELOPE = 65536
 _MAX_FRAME = 64 * 1024 * 1024
@@ -118,12 +122,11 @@ class Server:
             _write_frame(self.proto_out, reply)
 
     def run_job(self, req):
-        limit = int(req["max_output_bytes"])
         # The child leaves its reply in shared memory rather than a pipe, so the server sleeps
         # once per job (until the child exits) instead of waking for data, then for the exit:
         # on a busy machine every extra wake-up waits for a CPU. A fresh mapping per job, so no
         # job can read what an earlier one left in it.
-        result = mmap.mmap(-1, _RESULT_HEAD.size + limit + _ENVELOPE)
+        result = _ResultBuffer(int(req["max_output_bytes"]))
         try:
             pid = os.fork()
             if pid == 0:
@@ -131,22 +134,25 @@ class Server:
                     _child(req, result, self.proto_in, self.proto_out)
                 finally:
                     os._exit(70)
-            pidfd = os.pidfd_open(pid)
-            try:
-                ready, _, _ = select.select([pidfd], [], [], float(req["wall_timeout_s"]))
-            finally:
-                os.close(pidfd)
-            if not ready:
-                _kill_quietly(pid)
+            ready = _wait_exit(pid, float(req["wall_timeout_s"]), self.proto_in)
             wait_status = self.reap(pid)
             # Only with everything the job started dead is what it left in `result` final.
             self.cleanup(pid)
+            if ready is None:
+                # The host is gone (killed): nobody will read the reply, so the jail ends now
+                # instead of at the job's wall clock. As pid 1, exiting takes every job along.
+                os._exit(0)
             if not ready:
+                partial = result.read() if req.get("kind") == "iopairs" else None
+                if partial is not None and partial.get("status") == "ok":
+                    # What an I/O-pair job made before its wall clock ran out is kept.
+                    partial["stopped_by_wall_clock"] = True
+                    return partial
                 return {
                     "status": "timeout",
                     "error": f"wall-clock limit of {req['wall_timeout_s']} s",
                 }
-            return _read_result(result) or _status_from_wait(wait_status, req)
+            return result.read() or _status_from_wait(wait_status, req)
         finally:
             result.close()
 
@@ -178,29 +184,61 @@ class Server:
         _wipe(self.workdir)
 
 
-def _read_result(result):
-    """The reply the child left in shared memory, or None if it left none."""
-    (size,) = _RESULT_HEAD.unpack(result[: _RESULT_HEAD.size])
-    if size == 0:
-        return None
-    reply = None
-    if size <= len(result) - _RESULT_HEAD.size:
-        with contextlib.suppress(ValueError):
-            reply = json.loads(result[_RESULT_HEAD.size : _RESULT_HEAD.size + size])
-    if not isinstance(reply, dict):
-        return {"status": "invalid_output", "error": "child wrote a malformed result"}
-    return reply
+class _ResultBuffer:
+    """Shared memory a forked process leaves its reply in (see _RESULT_HEAD)."""
+
+    def __init__(self, limit):
+        self.room = limit + _ENVELOPE
+        self.mem = mmap.mmap(-1, _RESULT_HEAD.size + 2 * self.room)
+        self.slot = 0
+
+    def write(self, reply):
+        data = json.dumps(reply).encode("utf-8")
+        if len(data) > self.room:
+            error = f"result larger than {self.room - _ENVELOPE} bytes"
+            data = json.dumps({"status": "output_limit", "error": error}).encode("utf-8")
+        self.slot ^= 1
+        start = _RESULT_HEAD.size + self.slot * self.room
+        self.mem[start : start + len(data)] = data
+        self.mem[: _RESULT_HEAD.size] = _RESULT_HEAD.pack(len(data) | (self.slot * _SLOT_BIT))
+
+    def read(self):
+        """The last complete reply written, or None if none was."""
+        (word,) = _RESULT_HEAD.unpack(self.mem[: _RESULT_HEAD.size])
+        size, slot = word & (_SLOT_BIT - 1), word >> 31
+        if size == 0:
+            return None
+        reply = None
+        if size <= self.room:
+            start = _RESULT_HEAD.size + slot * self.room
+            with contextlib.suppress(ValueError):
+                reply = json.loads(self.mem[start : start + size])
+        if not isinstance(reply, dict):
+            return {"status": "invalid_output", "error": "child wrote a malformed result"}
+        return reply
+
+    def close(self):
+        self.mem.close()
 
 
-def _send_result(result, reply):
-    # Body first, length last: a child killed half-way leaves no reply rather than half a one.
-    data = json.dumps(reply).encode("utf-8")
-    room = len(result) - _RESULT_HEAD.size
-    if len(data) > room:
-        error = f"result larger than {room - _ENVELOPE} bytes"
-        data = json.dumps({"status": "output_limit", "error": error}).encode("utf-8")
-    result[_RESULT_HEAD.size : _RESULT_HEAD.size + len(data)] = data
-    result[: _RESULT_HEAD.size] = _RESULT_HEAD.pack(len(data))
+def _wait_exit(pid, seconds, hangup_fd=None):
+    """True if process pid exited within seconds; False (it is killed) if not; None (killed
+    too) if the writer of hangup_fd, the host, went away first."""
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    if hangup_fd is not None:
+        # No events asked for: a pipe reports POLLHUP regardless once its last writer closed,
+        # and requests already queued behind this job do not wake us.
+        poller.register(hangup_fd, 0)
+    try:
+        events = dict(poller.poll(seconds * 1000.0))
+    finally:
+        os.close(pidfd)
+    if pidfd in events:
+        return True
+    _kill_quietly(pid)
+    return None if events else False
 
 
 def _kill_quietly(pid):
@@ -262,8 +300,14 @@ def _child(req, result, proto_in, proto_out):
     sys.stdout = out
     sys.stderr = _BoundedWriter(8192)
     _reseed_fresh()
+    kind = req.get("kind")
     try:
-        reply = _run_iopairs(req) if req.get("kind") == "iopairs" else _run_call(req)
+        if kind == "iopairs":
+            reply = _run_iopairs(req, lambda partial: _checkpoint(result, job_pid, partial))
+        elif kind == "recheck":
+            reply = _run_recheck(req)
+        else:
+            reply = _run_call(req)
     except MemoryError:
         reply = {"status": "memory", "error": "MemoryError (address-space limit)"}
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit too
@@ -272,8 +316,13 @@ def _child(req, result, proto_in, proto_out):
         # A process the job forked (fork bomb, daemon) must not write a second reply.
         os._exit(0)
     reply["stdout"] = "".join(out.parts)
-    _send_result(result, reply)
+    result.write(reply)
     os._exit(0)
+
+
+def _checkpoint(result, job_pid, partial):
+    if os.getpid() == job_pid:
+        result.write(partial)
 
 
 def _format_exc(exc):
@@ -306,14 +355,82 @@ def _run_call(req):
     fn = namespace.get(req["call"])
     if not callable(fn):
         return {"status": "exception", "error": f"NameError: no callable named {req['call']!r}"}
-    result = _call(fn, req["input"])
+    return _output_reply(_call(fn, req["input"]), int(req["max_output_bytes"]))
+
+
+def _output_reply(value, limit):
     try:
-        text, conversions = canonical_json(result)
+        text, conversions = canonical_json(value)
     except (ValueError, RecursionError) as exc:
         return {"status": "invalid_output", "error": str(exc)[:500]}
-    if len(text.encode("utf-8")) > int(req["max_output_bytes"]):
-        return {"status": "output_limit", "error": f"output larger than {req['max_output_bytes']}"}
+    if len(text.encode("utf-8")) > limit:
+        return {"status": "output_limit", "error": f"output larger than {limit}"}
     return {"status": "ok", "output": text, "conversions": conversions}
+
+
+def _run_recheck(req):
+    """Call `call` on each input, each call in a fresh fork of the loaded module, as a fresh
+    process would; stop at the first call that fails or disagrees with its expected output.
+
+    Expected outputs only decide when to stop early: the host compares every output again,
+    since this reply crosses a pipe the checked code can write to.
+    """
+    namespace = _load(req["code"])
+    fn = namespace.get(req["call"])
+    if not callable(fn):
+        return {"status": "exception", "error": f"NameError: no callable named {req['call']!r}"}
+    results = []
+    for args, expected in zip(req["inputs"], req["expected"], strict=True):
+        reply = _fresh_call(fn, args, req)
+        results.append(reply)
+        if reply.get("status") != "ok":
+            break
+        if not outputs_equal(json.loads(reply["output"]), json.loads(expected)):
+            break
+    return {"status": "ok", "results": results}
+
+
+def _fresh_call(fn, args, req):
+    limit = int(req["call_max_output_bytes"])
+    result = _ResultBuffer(limit)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                call_pid = os.getpid()
+                os.setpgid(0, 0)
+                cpu = int(req["call_cpu_s"])
+                hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+                if hard != resource.RLIM_INFINITY:
+                    cpu = min(cpu, hard - 1)
+                resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+                _reseed_fresh()
+                try:
+                    reply = _output_reply(_call(fn, args), limit)
+                except MemoryError:
+                    reply = {"status": "memory", "error": "MemoryError (address-space limit)"}
+                except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+                    reply = {"status": "exception", "error": _format_exc(exc)}
+                if os.getpid() == call_pid:
+                    result.write(reply)
+            finally:
+                os._exit(0)
+        timeout = float(req["call_timeout_s"])
+        ready = _wait_exit(pid, timeout)
+        try:
+            _, wait_status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            wait_status = None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        # A fresh process would find an empty /tmp: so does the next call.
+        _wipe(os.getcwd())
+        if not ready:
+            return {"status": "timeout", "error": f"wall-clock limit of {timeout} s"}
+        reply = result.read() or _status_from_wait(wait_status, {"cpu_s": req["call_cpu_s"]})
+        return {k: reply.get(k) for k in ("status", "output", "error", "conversions")}
+    finally:
+        result.close()
 
 
 def _reseed_fresh():
@@ -354,11 +471,12 @@ def _too_large(text, value, lim):
     return items > lim["max_items"] or longest > lim["max_str_len"]
 
 
-def _run_iopairs(req):
+def _run_iopairs(req, checkpoint):
     lim = req["limits"]
     counts = {
         "generator_calls": 0,
         "generator_errors": 0,
+        "main_solution_calls": 0,
         "dropped_invalid_input": 0,
         "dropped_duplicate_input": 0,
         "dropped_too_large_input": 0,
@@ -369,6 +487,8 @@ def _run_iopairs(req):
         "dropped_invalid_output": 0,
         "dropped_too_large_output": 0,
         "dropped_nonfinite": 0,
+        "stopped_at_budget": 0,
+        "stopped_all_failing": 0,
     }
     if "numpy" in req["code"] and "numpy" not in sys.modules:
         # Seeded per draw only if imported before the draws, even when the generator imports
@@ -384,21 +504,54 @@ def _run_iopairs(req):
     signal.signal(signal.SIGALRM, _on_alarm)
     call_timeout = float(req["call_timeout_s"])
     deadline = time.monotonic() + float(lim["time_budget_s"])
+    # After this many draws, a generator (or main_solution) that failed every time is broken.
+    give_up = int(lim.get("stop_after_failures") or 0)
     pairs = []
     seen = set()
     conversions = set()
-    first_error = None
+    errors = {"generator": None, "call": None}
+
+    def reply():
+        return {
+            "status": "ok",
+            "pairs": pairs,
+            "counts": counts,
+            "error": errors["call"] or errors["generator"],
+            "call_error": errors["call"],
+            "conversions": sorted(conversions),
+        }
+
     for draw in range(int(lim["max_generator_calls"])):
-        if len(pairs) >= lim["max_pairs"] or time.monotonic() > deadline:
+        if len(pairs) >= lim["max_pairs"]:
             break
+        if give_up and (
+            counts["generator_errors"] == counts["generator_calls"] >= give_up
+            or counts["dropped_exception"] == counts["main_solution_calls"] >= give_up
+        ):
+            counts["stopped_all_failing"] = 1
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            counts["stopped_at_budget"] = 1
+            break
+        # No call may run past the budget: the draw it interrupts is abandoned, not counted.
+        budget_bound = left < call_timeout
         counts["generator_calls"] += 1
         _reseed_draw(req["seed_key"], draw)
         try:
-            raw = _timed(call_timeout, gen)
+            raw = _timed(min(call_timeout, left), gen)
             text, conv = canonical_json(raw)
-        except (Exception, _CallTimeout) as exc:  # noqa: BLE001 - generator bugs are data
+        except _CallTimeout as exc:
+            if budget_bound:
+                counts["generator_calls"] -= 1
+                counts["stopped_at_budget"] = 1
+                break
             counts["generator_errors"] += 1
-            first_error = first_error or _format_exc(exc)
+            errors["generator"] = errors["generator"] or _format_exc(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - generator bugs are data
+            counts["generator_errors"] += 1
+            errors["generator"] = errors["generator"] or _format_exc(exc)
             continue
         value = json.loads(text)
         if not isinstance(value, dict):
@@ -410,11 +563,21 @@ def _run_iopairs(req):
         if text in seen:
             counts["dropped_duplicate_input"] += 1
             continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            counts["stopped_at_budget"] = 1
+            break
+        budget_bound = left < call_timeout
         seen.add(text)
         _reseed_fresh()
+        counts["main_solution_calls"] += 1
         try:
-            out = _timed(call_timeout, fn, **value)
+            out = _timed(min(call_timeout, left), fn, **value)
         except _CallTimeout:
+            if budget_bound:
+                counts["main_solution_calls"] -= 1
+                counts["stopped_at_budget"] = 1
+                break
             counts["dropped_timeout"] += 1
             continue
         except MemoryError:
@@ -422,7 +585,7 @@ def _run_iopairs(req):
             continue
         except Exception as exc:  # noqa: BLE001
             counts["dropped_exception"] += 1
-            first_error = first_error or _format_exc(exc)
+            errors["call"] = errors["call"] or _format_exc(exc)
             continue
         if out is None:
             counts["dropped_none_output"] += 1
@@ -442,13 +605,9 @@ def _run_iopairs(req):
         conversions.update(conv)
         conversions.update(out_conv)
         pairs.append([text, out_text])
-    return {
-        "status": "ok",
-        "pairs": pairs,
-        "counts": counts,
-        "error": first_error,
-        "conversions": sorted(conversions),
-    }
+        # Kept if the job is killed later (a call stuck where the alarm cannot reach it).
+        checkpoint(reply())
+    return reply()
 
 
 def main():

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeio_dagster.sandbox.cache import ResultCache
 from codeio_dagster.sandbox.executor import Executor, result_from_reply
 from codeio_dagster.sandbox.settings import IOPairLimits
 from codeio_dagster.sandbox.values import outputs_equal
@@ -67,6 +68,9 @@ def _drop_reason(counts: dict[str, int]) -> str:
     calls = counts.get("generator_calls", 0)
     if calls and counts.get("generator_errors", 0) == calls:
         return "generator_error"
+    solved = counts.get("main_solution_calls", 0)
+    if solved and counts.get("dropped_exception", 0) == solved:
+        return "code_error"
     ran = calls - counts.get("generator_errors", 0)
     for key, reason in (("dropped_timeout", "timeout"), ("dropped_memory", "memory")):
         if ran and counts.get(key, 0) >= max(1, ran // 2):
@@ -79,20 +83,29 @@ def generate_io_pairs(
     functions: Sequence[FunctionSpec],
     limits: IOPairLimits | None = None,
     seed: int = 0,
+    cache: ResultCache | None = None,
 ) -> list[IOPairOutcome]:
-    """Draw inputs, run main_solution, keep small new pairs, then drop irreproducible ones.
+    """Draw inputs, run main_solution, keep small new pairs, then re-run them all to make sure.
 
     Each function's loop runs in one jailed job (CodeI/O's 60 s budget covers the whole loop);
     every generator draw is seeded from (seed, function id, draw index) for `random` and
     `numpy.random`, while main_solution itself sees fresh entropy, so a function that uses
     randomness disagrees with its recheck. main_solution is called on the JSON round trip of the
-    generated input, exactly what later verification will do with the stored pair.
+    generated input, exactly what later verification will do with the stored pair. Determinism
+    is a property of the function: one pair that a re-run does not reproduce drops them all.
     """
     limits = limits or IOPairLimits()
     settings = executor.settings
     wall = limits.time_budget_s + settings.timeout_s + _ROUND_TRIP_SLACK_S
     lim = limits.model_dump(
-        include={"max_generator_calls", "max_pairs", "max_bytes", "max_items", "max_str_len"}
+        include={
+            "max_generator_calls",
+            "max_pairs",
+            "max_bytes",
+            "max_items",
+            "max_str_len",
+            "stop_after_failures",
+        }
     )
     lim["time_budget_s"] = limits.time_budget_s
     requests = []
@@ -111,13 +124,13 @@ def generate_io_pairs(
             ),
         )
         requests.append((None, req))
-    replies = executor.run_requests(requests)
+    replies = executor.run_requests(requests, cache=cache)
     outcomes = [_outcome(fn, reply) for fn, reply in zip(functions, replies, strict=True)]
-    if limits.determinism_check:
-        _recheck(executor, functions, outcomes, limits)
     for out in outcomes:
         if out.status == "ok" and len(out.pairs) < limits.min_pairs:
             out.status = _drop_reason(out.counts)
+    if limits.determinism_check:
+        _recheck(executor, functions, outcomes, cache)
     return outcomes
 
 
@@ -143,12 +156,16 @@ def _outcome(fn: FunctionSpec, reply: dict[str, Any]) -> IOPairOutcome:
             function_id=fn.id, status="invalid_output", error=f"malformed reply: {exc}"[:500]
         )
     counts["dropped_nondeterministic"] = 0
+    counts["stopped_by_wall_clock"] = int(bool(reply.get("stopped_by_wall_clock")))
+    error = reply.get("error")
+    if _drop_reason(counts) == "code_error" and reply.get("call_error"):
+        error = reply.get("call_error")  # main_solution's error, not the generator's
     return IOPairOutcome(
         function_id=fn.id,
         status="ok",
         pairs=pairs,
         counts=counts,
-        error=None if reply.get("error") is None else str(reply.get("error"))[:4000],
+        error=None if error is None else str(error)[:4000],
         conversions=conversions,
     )
 
@@ -157,39 +174,80 @@ def _recheck(
     executor: Executor,
     functions: Sequence[FunctionSpec],
     outcomes: list[IOPairOutcome],
-    limits: IOPairLimits,
+    cache: ResultCache | None,
 ) -> None:
-    """Recompute every kept pair in fresh processes under another hash seed; drop mismatches."""
+    """Re-run every kept pair, each call in a fresh process under another hash seed, one job per
+    function; a function with any pair that does not come out the same loses all its pairs."""
     other_seed = (executor.settings.hash_seed + 1) % (1 << 32)
     code_of = {fn.id: fn.code for fn in functions}
     requests = []
     where = []
+    settings = executor.settings
+    call_wall = settings.timeout_s
     for oi, out in enumerate(outcomes):
-        if out.status != "ok" or len(out.pairs) < limits.min_pairs:
+        if out.status != "ok":
             continue
-        for pi, pair in enumerate(out.pairs):
-            req = executor.base_request(None)
-            req.update(
-                kind="call",
-                id=f"{out.function_id}#{pi}",
-                code=code_of[out.function_id],
-                call="main_solution",
-                input=json.loads(pair.input),
+        n = len(out.pairs)
+        # Every call gets the wall clock a single call gets, plus a fork's worth of slack.
+        req = executor.base_request(n * (call_wall + 0.5) + _ROUND_TRIP_SLACK_S)
+        req.update(
+            kind="recheck",
+            id=out.function_id,
+            code=code_of[out.function_id],
+            call="main_solution",
+            inputs=[json.loads(p.input) for p in out.pairs],
+            expected=[p.output for p in out.pairs],
+            call_timeout_s=call_wall,
+            call_cpu_s=math.ceil(call_wall) + 1,
+            call_max_output_bytes=settings.max_output_bytes,
+            cpu_s=math.ceil(n * (call_wall + 1)) + 1,
+            max_output_bytes=n * (settings.max_output_bytes + 4096) + 65536,
+        )
+        requests.append((other_seed, req))
+        where.append(oi)
+    replies = executor.run_requests(requests, cache=cache)
+    for oi, reply in zip(where, replies, strict=True):
+        _judge_recheck(outcomes[oi], reply)
+
+
+def _judge_recheck(out: IOPairOutcome, reply: dict[str, Any]) -> None:
+    """Keep the function's pairs only if the re-run reproduced every one of them."""
+    verdict = _recheck_verdict(out, reply)
+    if verdict is None:
+        return
+    status, error = verdict
+    out.counts["dropped_nondeterministic"] = len(out.pairs) if status == "nondeterministic" else 0
+    out.counts[f"recheck_{status}"] = 1
+    out.pairs = []
+    out.status = status
+    out.error = f"determinism re-run: {error}"[:4000]
+
+
+def _recheck_verdict(out: IOPairOutcome, reply: dict[str, Any]) -> tuple[str, str] | None:
+    """None if every pair was reproduced, else (status, error) for the whole function."""
+    status = reply.get("status")
+    if status != "ok":
+        reason = _DROP_FOR_REPLY.get(str(status), "invalid_output")
+        return reason, f"{status}: {reply.get('error')}"
+    results = reply.get("results")
+    if not isinstance(results, list) or len(results) > len(out.pairs):
+        return "invalid_output", "malformed re-run reply"
+    for i, (pair, result) in enumerate(zip(out.pairs, results, strict=False)):
+        got = result_from_reply(
+            f"{out.function_id}#{i}", result if isinstance(result, dict) else {}
+        )
+        if got.status != "ok" or got.output is None:
+            # The re-run's own failure, not a verdict on determinism.
+            reason = _DROP_FOR_REPLY.get(got.status, "invalid_output")
+            return reason, f"input {pair.input[:200]} gave {got.status}: {got.error}"
+        if not outputs_equal(json.loads(got.output), json.loads(pair.output)):
+            return (
+                "nondeterministic",
+                f"input {pair.input[:200]} gave {got.output[:200]}, first run {pair.output[:200]}",
             )
-            requests.append((other_seed, req))
-            where.append((oi, pi))
-    replies = executor.run_requests(requests)
-    drop: dict[int, set[int]] = {}
-    for (oi, pi), reply in zip(where, replies, strict=True):
-        same = reply.get("status") == "ok" and reply.get("output") == outcomes[oi].pairs[pi].output
-        if not same:
-            drop.setdefault(oi, set()).add(pi)
-    for oi, bad in drop.items():
-        out = outcomes[oi]
-        out.pairs = [p for i, p in enumerate(out.pairs) if i not in bad]
-        out.counts["dropped_nondeterministic"] = len(bad)
-        if len(out.pairs) < limits.min_pairs:
-            out.status = "nondeterministic"
+    if len(results) < len(out.pairs):
+        return "invalid_output", "the re-run stopped before every pair was checked"
+    return None
 
 
 class InputCheck(BaseModel):
@@ -215,7 +273,9 @@ class InputVerdict(BaseModel):
     error: str | None = None
 
 
-def check_input_predictions(executor: Executor, checks: Sequence[InputCheck]) -> list[InputVerdict]:
+def check_input_predictions(
+    executor: Executor, checks: Sequence[InputCheck], cache: ResultCache | None = None
+) -> list[InputVerdict]:
     """Run call(**predicted_input) for each check and compare with the expected output."""
     verdicts: list[InputVerdict | None] = [None] * len(checks)
     requests = []
@@ -241,7 +301,7 @@ def check_input_predictions(executor: Executor, checks: Sequence[InputCheck]) ->
         )
         requests.append((None, req))
         where.append(i)
-    replies = executor.run_requests(requests)
+    replies = executor.run_requests(requests, cache=cache)
     for i, reply in zip(where, replies, strict=True):
         check = checks[i]
         # The reply crossed a pipe the predicted input's run could also write to.

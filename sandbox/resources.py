@@ -19,7 +19,7 @@ from typing import ClassVar
 import dagster as dg
 from pydantic import Field, model_validator
 
-from codeio_dagster.sandbox.executor import UNSAFE_WARNING, Executor
+from codeio_dagster.sandbox.executor import UNSAFE_WARNING, Executor, warm_executor
 from codeio_dagster.sandbox.settings import SandboxSettings
 
 
@@ -52,8 +52,8 @@ class SandboxResource(dg.ConfigurableResource):
 
     @contextmanager
     def executor(self) -> Iterator[Executor]:
-        """A sandbox executor (a pool of fork-server workers) for the length of one step."""
-        with Executor(self.settings) as executor:
+        """The process's warm sandbox executor (fork-server jails kept across steps)."""
+        with warm_executor(self.settings) as executor:
             yield executor
 
 

@@ -35,9 +35,14 @@ RUNTIME_PACKAGES = [
     "mpmath==1.3.0",
     "python-dateutil==4.0.0",
     "tzdata==2026.6",
+    # Pure-Python modules that CodeI/O-style functions import (3 of 300 held-out functions
+    # failed without yaml or six).
+    "pyyaml==6.0.4",
+    "six==1.17.0",
+    "sortedcontainers==2.4.0",
 ]
 MARKER = ".codeio-runtime.json"
-_RECIPE_VERSION = 1
+_RECIPE_VERSION = 2
 
 
 class RuntimeBuildError(RuntimeError):
@@ -49,9 +54,20 @@ def runtime_python(runtime_dir: Path) -> Path:
     return runtime_dir / "bin" / "python"
 
 
-def _recipe_hash() -> str:
+def recipe_hash() -> str:
+    """sha256 of what the runtime is built from: interpreter and pinned packages."""
     recipe = {"v": _RECIPE_VERSION, "python": str(SYSTEM_PYTHON), "packages": RUNTIME_PACKAGES}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def runtime_path(settings: SandboxSettings) -> Path:
+    """The runtime of the current recipe: a folder of its own under the configured one.
+
+    One folder per recipe, so a machine can hold the runtimes of two versions of the project
+    (checkouts, workers of a rolling upgrade) and building one never deletes the one that
+    another process's jails are running on.
+    """
+    return settings.resolved_runtime_dir() / f"recipe-{recipe_hash()[:16]}"
 
 
 def _uv_works(cmd: list[str]) -> bool:
@@ -87,7 +103,7 @@ def runtime_is_current(runtime_dir: Path) -> bool:
     """Whether runtime_dir holds a finished build of the current recipe."""
     marker = runtime_dir / MARKER
     try:
-        return json.loads(marker.read_text()).get("recipe") == _recipe_hash()
+        return json.loads(marker.read_text()).get("recipe") == recipe_hash()
     except (OSError, ValueError):
         return False
 
@@ -123,7 +139,7 @@ def ensure_runtime(
     """Build the jail runtime if missing or outdated (idempotent) and return its folder."""
     settings = settings or SandboxSettings()
     log = log or _log.info
-    runtime_dir = settings.resolved_runtime_dir()
+    runtime_dir = runtime_path(settings)
     if runtime_is_current(runtime_dir):
         return runtime_dir
     if not SYSTEM_PYTHON.is_file():
@@ -161,11 +177,13 @@ def ensure_runtime(
             env,
         )
         _make_world_readable(runtime_dir)
+        base = runtime_dir.parent
+        os.chmod(base, os.stat(base).st_mode | 0o555)
         probe = subprocess.run(
             [
                 str(runtime_python(runtime_dir)),
                 "-c",
-                "import numpy, scipy, sympy, networkx, pandas",
+                "import numpy, scipy, sympy, networkx, pandas, yaml, six, sortedcontainers",
             ],
             capture_output=True,
             text=True,
@@ -174,7 +192,7 @@ def ensure_runtime(
         )
         if probe.returncode != 0:
             raise RuntimeBuildError(f"the built runtime cannot import its packages: {probe.stderr}")
-        (runtime_dir / MARKER).write_text(json.dumps({"recipe": _recipe_hash()}))
+        (runtime_dir / MARKER).write_text(json.dumps({"recipe": recipe_hash()}))
         os.chmod(runtime_dir / MARKER, 0o644)
     return runtime_dir
 

@@ -143,6 +143,12 @@ class IOPairLimits(BaseModel):
     max_items: int = Field(20, ge=0, description="Longest list or dict anywhere in a value.")
     max_str_len: int = Field(100, ge=0, description="Longest string anywhere in a value.")
     time_budget_s: float = Field(60.0, gt=0, le=86400)
+    stop_after_failures: int = Field(
+        20,
+        ge=0,
+        description="Stop drawing once this many generator (or main_solution) calls all "
+        "failed, and none succeeded; 0 never stops early.",
+    )
     determinism_check: bool = True
 
     @model_validator(mode="after")

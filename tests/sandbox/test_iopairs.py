@@ -147,7 +147,10 @@ def test_too_large_outputs_are_dropped(outcomes):
 def test_generator_that_raises(outcomes):
     out = outcomes["generator_raises"]
     assert out.status == "generator_error"
-    assert out.counts["generator_calls"] == out.counts["generator_errors"] == 200
+    # Twenty failures in a row and no success: the generator is broken, the other 180 draws
+    # are not made.
+    assert out.counts["generator_calls"] == out.counts["generator_errors"] == 20
+    assert out.counts["stopped_all_failing"] == 1
     assert "RuntimeError: generator is broken" in out.error
 
 
@@ -234,3 +237,30 @@ def test_forged_reply_to_an_input_check_is_an_exec_error(executor):
     assert verdicts["forged"].status == "exec_error"
     assert "invalid_output" in verdicts["forged"].error
     assert verdicts["honest"].status == "correct"
+
+
+STATEFUL = """
+import random
+
+_seen = []
+
+def main_solution(n):
+    _seen.append(n)
+    return len(_seen)
+
+def input_generator():
+    return {"n": random.randint(0, 10**6)}
+"""
+
+
+def test_rerun_is_one_job_per_function_with_a_fresh_process_per_call(executor):
+    # A function whose output depends on the calls before it agrees with itself when its pairs
+    # are re-run in order in one process; each call in a fresh process shows the dependence.
+    functions = [FunctionSpec(id="stateful", code=STATEFUL), FunctionSpec(id="good", code=GOOD)]
+    before = executor.requests_run
+    outcomes = {o.function_id: o for o in generate_io_pairs(executor, functions, seed=3)}
+    assert outcomes["stateful"].status == "nondeterministic"
+    assert outcomes["stateful"].counts["dropped_nondeterministic"] == 10
+    assert outcomes["good"].status == "ok" and len(outcomes["good"].pairs) == 10
+    # One generation job and one re-run job per function, not one job per pair.
+    assert executor.requests_run - before == 4
