@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from codeio_dagster.assets.io_pairs import io_pairs
+from codeio_dagster.config import load_config
 from codeio_dagster.models import UnifiedFunctionRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
@@ -104,7 +105,7 @@ def runs(sandbox_settings, tmp_path_factory):
     def stand_in() -> pl.DataFrame:
         return functions
 
-    sandbox = NsjailSandbox(workers=2, timeout_s=5.0)
+    sandbox = NsjailSandbox(settings={"workers": 2, "timeout_s": 5.0})
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(shards.name, ["s1"])
     results = []
@@ -115,7 +116,7 @@ def runs(sandbox_settings, tmp_path_factory):
             instance=instance,
             resources={
                 "io_manager": dg.InMemoryIOManager(),
-                "codeio": CodeioResource(config_path=str(config)),
+                "codeio": CodeioResource.from_config(load_config(config), str(config)),
                 "sandbox": sandbox,
             },
         )

@@ -41,7 +41,7 @@ def test_real_nsjail_mounts_a_runtime_path_that_needs_escaping(sandbox_settings)
     parent = Path(tempfile.mkdtemp(prefix='codeio "jail" é-'))
     try:
         os.chmod(parent, 0o755)
-        settings = sandbox_settings.model_copy(update={"runtime_dir": parent, "workers": 1})
+        settings = sandbox_settings.model_copy(update={"runtime_dir": str(parent), "workers": 1})
         real = runtime_path(sandbox_settings)
         os.symlink(real, runtime_path(settings))
         with Executor(settings) as ex:

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.assets.verdicts import build_verdicts
+from codeio_dagster.config import load_config
 from codeio_dagster.models import (
     PredictionTaskRecord,
     ResponseRecord,
@@ -95,8 +96,8 @@ def test_feedback_quotes_the_stored_run_on_every_rerun(sandbox_settings, tmp_pat
             instance=instance,
             resources={
                 "io_manager": dg.InMemoryIOManager(),
-                "codeio": CodeioResource(config_path=str(config)),
-                "sandbox": NsjailSandbox(workers=1),
+                "codeio": CodeioResource.from_config(load_config(config), str(config)),
+                "sandbox": NsjailSandbox(settings={"workers": 1}),
             },
             raise_on_error=False,
         )
