@@ -14,6 +14,7 @@ from codeio_dagster.llm import LLMSettings, SamplingParams
 from codeio_dagster.publish import PublishSettings
 from codeio_dagster.sandbox import IOPairLimits
 from codeio_dagster.sandbox.resources import SandboxConfig
+from codeio_dagster.storage import LocationField
 
 CONFIG_ENV = "CODEIO_CONFIG"
 DEFAULT_CONFIG = "codeio.yaml"
@@ -80,7 +81,7 @@ class ChecksConfig(Strict):
 class CodeioConfig(Strict):
     """The whole of codeio.yaml."""
 
-    data_dir: Path = Path("data")
+    data_dir: LocationField = Path("data")
     sources: list[SourceConfig] = Field(min_length=1)
     source_plugin_modules: list[str] = []
     shards: ShardConfig = ShardConfig()

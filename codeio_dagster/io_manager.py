@@ -1,4 +1,4 @@
-"""Stores each asset partition as one Parquet file written with polars."""
+"""Stores each asset partition as one Parquet file written with polars, locally or on S3."""
 
 from __future__ import annotations
 
@@ -8,26 +8,34 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from codeio_dagster.shards import write_parquet_atomic
+from codeio_dagster import storage
+from codeio_dagster.storage import Location
 
 
-def stage_tables_dir(data_dir: str | Path) -> Path:
+def stage_tables_dir(data_dir: str | Path | storage.ObjectPath) -> Location:
     """Where the stage tables of a config's `data_dir` live (the IO manager's base_dir)."""
-    return Path(data_dir) / "assets"
+    return storage.location(data_dir) / "assets"
 
 
-def partition_path(base_dir: str | Path, asset: str | Sequence[str], partition: str) -> Path:
+def partition_path(
+    base_dir: str | Path | storage.ObjectPath, asset: str | Sequence[str], partition: str
+) -> Location:
     """`<base_dir>/<asset key>/<partition>.parquet`: the one place that knows the layout."""
-    key = [asset] if isinstance(asset, str) else list(asset)
-    return Path(base_dir).joinpath(*key) / f"{partition}.parquet"
+    where = storage.location(base_dir)
+    for part in [asset] if isinstance(asset, str) else list(asset):
+        where = where / part
+    return where / f"{partition}.parquet"
 
 
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
-    """`<base_dir>/<asset key>/<partition>.parquet`; written to a temp name, then renamed."""
+    """`<base_dir>/<asset key>/<partition>.parquet`; each write atomic (rename or one PUT).
+
+    `base_dir` is a folder or an object-storage URL (`s3://bucket/prefix/assets`).
+    """
 
     base_dir: str
 
-    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Location:
         partition = context.asset_partition_key if context.has_asset_partitions else "all"
         return partition_path(self.base_dir, context.asset_key.path, partition)
 
@@ -35,15 +43,17 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet_atomic(obj, path)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+        storage.write_parquet(obj, path)
+        shown = dg.MetadataValue.path(str(path))
+        if isinstance(path, storage.ObjectPath):
+            shown = dg.MetadataValue.url(str(path))
+        context.add_output_metadata({"path": shown})
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         path = self._path(context)
-        if not path.exists():
+        if not storage.exists(path):
             raise FileNotFoundError(
                 f"{'/'.join(context.asset_key.path)} has no stored partition at {path}; "
                 "materialise it first"
             )
-        return pl.read_parquet(path)
+        return storage.read_parquet(path)
