@@ -5,8 +5,9 @@ so adding raw code never changes, and never re-runs, an existing shard. Exact du
 content hash) are kept as rows pointing at their first occurrence, for the funnel; so is a row
 whose path another row of the same scan already took (`duplicate_of` is then its own path).
 
-One writer at a time plans and lands shards (a lock file in the landing folder), because shard
-names are numbered from the index: the sensor and `codeio demo` may share a landing.
+One writer at a time plans and lands shards (a lock in the landing folder, held across machines
+when the landing is on object storage: `storage.exclusive`), because shard names are numbered
+from the index: the sensor and `codeio demo` may share a landing.
 
 A source that lists its units (files, tables) cheaply is read only where a unit is new or its
 stamp changed since it was last landed whole, so a tick that finds nothing new reads no file.
@@ -15,18 +16,16 @@ stamp changed since it was last landed whole, so a tick that finds nothing new r
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
+from codeio_dagster import storage
 from codeio_dagster.sources.base import RawFile, Unit
 
 LANDING_SCHEMA = pl.Schema(
@@ -192,10 +191,13 @@ def pending_units(listed: list[Unit], landed: dict[str, Unit]) -> list[Unit]:
 
 
 class Landing:
-    """The landed shards on disk: one Parquet file per shard plus an index of (source, path)."""
+    """The landed shards: one Parquet file per shard plus an index of (source, path).
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    `root` is a folder or an object-storage URL (see `codeio_dagster.storage`).
+    """
+
+    def __init__(self, root: str | Path | storage.ObjectPath):
+        self.root = storage.location(root)
         self._lock_depth = 0
 
     @contextlib.contextmanager
@@ -208,17 +210,14 @@ class Landing:
             finally:
                 self._lock_depth -= 1
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        # A lock file beside the index, not the index itself: the index is replaced by rename,
+        # A lock beside the index, not the index itself: the index is replaced by rename,
         # and a lock on a replaced file guards nothing.
-        with open(self.root / "_index.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with storage.exclusive(self.root / "_index.lock"):
             self._lock_depth = 1
             try:
                 yield
             finally:
                 self._lock_depth = 0
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # The index is a base file plus parts added one per landing, so a landing writes what it
     # adds, not the whole index again. Every file is written once (write-then-rename) and
@@ -227,26 +226,25 @@ class Landing:
     # newest base and the parts after it, so a compaction that stopped half-way reads right.
 
     @property
-    def index_dir(self) -> Path:
+    def index_dir(self) -> storage.Location:
         return self.root / "_index"
 
-    def _index_files(self) -> tuple[list[Path], int]:
+    def _index_files(self) -> tuple[list[storage.Location], int]:
         """The files holding the index, base first, and the number of the last part."""
         legacy = self.root / "_index.parquet"
-        parts: list[tuple[int, Path]] = []
-        bases: list[tuple[int, Path]] = []
-        if self.index_dir.is_dir():
-            for path in self.index_dir.glob("*.parquet"):
-                name = path.stem
-                if name.startswith("base-"):
-                    bases.append((int(name.removeprefix("base-")), path))
-                elif name.isdigit():
-                    parts.append((int(name), path))
+        parts: list[tuple[int, storage.Location]] = []
+        bases: list[tuple[int, storage.Location]] = []
+        for rel in storage.list_files(self.index_dir, ".parquet"):
+            name = rel.removesuffix(".parquet")
+            if name.startswith("base-"):
+                bases.append((int(name.removeprefix("base-")), self.index_dir / rel))
+            elif name.isdigit():
+                parts.append((int(name), self.index_dir / rel))
         covered, files = -1, []
         if bases:
             covered, base = max(bases)
             files.append(base)
-        elif legacy.exists():
+        elif storage.exists(legacy):
             files.append(legacy)
         parts.sort()
         files += [path for n, path in parts if n > covered]
@@ -257,20 +255,20 @@ class Landing:
         schema = INDEX_SCHEMA if columns is None else {c: INDEX_SCHEMA[c] for c in columns}
         if not files:
             return pl.DataFrame(schema=schema)
-        return pl.concat([pl.read_parquet(f, columns=list(schema)) for f in files])
+        return pl.concat([storage.read_parquet(f, columns=list(schema)) for f in files])
 
     def shards(self) -> pl.DataFrame:
         """The `shard` column of the index (one row per landed file), read alone."""
         return self.index(columns=["shard"])
 
     @property
-    def units_path(self) -> Path:
+    def units_path(self) -> storage.Location:
         return self.root / "_units.parquet"
 
     def _units(self) -> pl.DataFrame:
-        if not self.units_path.exists():
+        if not storage.exists(self.units_path):
             return pl.DataFrame(schema=UNITS_SCHEMA)
-        frame = pl.read_parquet(self.units_path)
+        frame = storage.read_parquet(self.units_path)
         if "position" not in frame.columns:  # landed before positions were recorded
             frame = frame.with_columns(pl.lit(None, pl.String()).alias("position"))
         return frame.select(UNITS_SCHEMA.names())
@@ -298,7 +296,7 @@ class Landing:
             kept = known.join(added.select("source", "key"), on=["source", "key"], how="anti")
             write_parquet_atomic(pl.concat([kept, added]), self.units_path)
 
-    def shard_path(self, shard: str) -> Path:
+    def shard_path(self, shard: str) -> storage.Location:
         return self.root / f"{shard}.parquet"
 
     def write(self, shards: list[PlannedShard]) -> None:
@@ -321,7 +319,6 @@ class Landing:
         added = pl.concat([s.rows.select(INDEX_SCHEMA.names()) for s in shards])
         with self.lock():
             files, last = self._index_files()
-            self.index_dir.mkdir(parents=True, exist_ok=True)
             write_parquet_atomic(added, self.index_dir / f"{last + 1:012d}.parquet")
             if len(files) >= COMPACT_PARTS:
                 self._compact()
@@ -331,28 +328,21 @@ class Landing:
         write_parquet_atomic(self.index(), self.index_dir / f"base-{last:012d}.parquet")
         # Only now are the older files garbage; a crash before this leaves them unread.
         for path in files:
-            path.unlink(missing_ok=True)
+            storage.delete(path)
 
     def read(self, shard: str) -> pl.DataFrame:
         path = self.shard_path(shard)
-        if not path.exists():
+        if not storage.exists(path):
             raise FileNotFoundError(
                 f"shard {shard!r} has no landed files at {path}; shards are created by the "
                 "`raw_code_sensor` or `codeio demo`"
             )
-        return pl.read_parquet(path)
+        return storage.read_parquet(path)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write `frame` to `path` by a rename, so readers see the old file or the new one whole."""
-    # A temp name of its own per write: writers sharing one temp name rename each other's
-    # half-written files into place.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
-    try:
-        frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def write_parquet_atomic(frame: pl.DataFrame, path: storage.Location) -> None:
+    """Write `frame` to `path` so readers see the old table or the new one whole."""
+    storage.write_parquet(frame, path)
 
 
 def land_new_shards(
