@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
 
-.PHONY: help setup system-deps runtime test lint demo dev bench clean
+.PHONY: help setup system-deps cluster-deps runtime test lint demo dev bench clean
 
 help:
 	@echo "make demo   build the CodeI/O datasets from the bundled sample (local model, sandbox, folder)"
@@ -43,6 +43,20 @@ system-deps:
 
 setup: $(STAMP) system-deps
 
+# PostgreSQL server binaries for the cluster tests and `make cluster-demo` (a throwaway server in
+# a temp folder, never Debian's own `main` cluster, which is therefore not created).
+cluster-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  mkdir -p /etc/postgresql-common; \
+	  test -e /etc/postgresql-common/createcluster.conf || \
+	    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    -o Dpkg::Options::=--force-confold postgresql; \
+	else \
+	  echo "not root: install Debian's postgresql (sudo apt-get install postgresql) for the cluster tests"; exit 1; \
+	fi
+
 # The jailed code's own Python environment (numpy, scipy, sympy, networkx, pandas).
 runtime: setup
 	UV=$(CURDIR)/$(UV) $(BIN)/codeio sandbox setup
@@ -51,7 +65,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint runtime
+test: lint runtime cluster-deps
 	$(BIN)/pytest -q
 
 demo: runtime

@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr, model_validator
 
-from codeio_dagster.llm.cache import ResponseCache
+from codeio_dagster.llm.cache import open_cache
 from codeio_dagster.llm.client import Clock, Endpoint, run_requests
 from codeio_dagster.llm.local_model import LocalModelServer, embedded_model_id
 from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LLMSettings
@@ -95,7 +95,7 @@ class LLMResource(dg.ConfigurableResource):
         requests = list(requests)
         settings = self.settings
         backend = self._backend(settings)
-        cache = ResponseCache(settings.resolved_cache_path()) if settings.use_cache else None
+        cache = open_cache(settings)
         try:
             return _run_sync(
                 run_requests(

@@ -126,7 +126,28 @@ class LLMSettings(dg.Config):
     prices: dict[str, Price] = Field(default_factory=dict)
     use_cache: bool = True
     cache_path: PathStr | None = None
+    # postgresql://user@host:port/db: a request cache every machine of a cluster shares (the
+    # password comes from PGPASSWORD); unset, the SQLite file at cache_path.
+    cache_url: str | None = None
     local_model: LocalModelSettings = Field(default_factory=LocalModelSettings)
+
+    @field_validator("cache_url")
+    @classmethod
+    def _cache_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"cache_url must be a PostgreSQL URL like postgresql://user@host:5432/db, got {v!r}"
+            )
+        from urllib.parse import urlsplit
+
+        if urlsplit(v).password is not None:
+            # Never echo it: the value is a secret pasted in the wrong place.
+            raise ValueError(
+                "cache_url must not hold a password; set PGPASSWORD in the environment instead"
+            )
+        return v
 
     @field_validator("base_url")
     @classmethod
