@@ -7,6 +7,7 @@ it (and everything it started) on exit, whatever happened inside.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -77,7 +79,7 @@ def moto_s3(log_dir: Path | None = None) -> Iterator[S3Server]:
     log_path = Path(log_dir or tempfile.gettempdir()) / f"moto-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "codeio_dagster.cluster.local", "moto", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -192,3 +194,199 @@ def postgres(database: str = "codeio") -> Iterator[PostgresServer]:
             with contextlib.suppress(Exception):
                 server.pg_ctl("stop", "-m", "immediate")
         shutil.rmtree(data, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class StubServer:
+    base_url: str
+
+    def requests(self) -> list[str]:
+        """sha256 of every chat request the stub received, in arrival order."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.base_url.removesuffix("/v1") + "/stats", timeout=30) as r:
+            return json.loads(r.read())["requests"]
+
+
+@contextlib.contextmanager
+def stub_llm(log_dir: Path | None = None) -> Iterator[StubServer]:
+    """The deterministic OpenAI-compatible stub (`codeio_dagster.cluster.stub_llm`), own process."""
+    port = free_port()
+    log_path = Path(log_dir or tempfile.gettempdir()) / f"stub-llm-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "codeio_dagster.cluster.stub_llm", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_port(port, proc, "stub LLM server")
+        yield StubServer(f"http://127.0.0.1:{port}/v1")
+    finally:
+        stop(proc)
+
+
+@dataclass
+class RayCluster:
+    """Two (or more) Ray nodes of one machine, on loopback, with the job-submission dashboard."""
+
+    cluster: Any
+    dashboard: str
+    node_ids: list[str]
+
+    def node_name(self, node_id: str | None) -> str:
+        if node_id in self.node_ids:
+            index = self.node_ids.index(node_id)
+            return "node-0 (head)" if index == 0 else f"node-{index}"
+        return f"unknown node {node_id}"
+
+    def kill_node(self, index: int) -> None:
+        """Kill a worker node's processes at once, as a crashed machine would vanish."""
+        node = next(n for n in self.cluster.worker_nodes if n.node_id == self.node_ids[index])
+        self.cluster.remove_node(node, allow_graceful=False)
+
+
+START_ATTEMPTS = 3
+
+
+def kill_descendants_mentioning(text: str) -> list[int]:
+    """Kill this process's descendants whose command line contains `text`; their pids."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid in parents and pid not in seen:
+            seen.add(pid)
+            pid = parents[pid]
+            if pid == os.getpid():
+                return True
+        return False
+
+    killed = []
+    for pid in parents:
+        with contextlib.suppress(OSError):
+            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+            if text.encode() in cmdline and descends(pid):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
+
+
+@contextlib.contextmanager
+def ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[RayCluster]:
+    """A Ray cluster of `nodes` nodes in this machine, bound to 127.0.0.1.
+
+    `ray.cluster_utils.Cluster` with RAY_TMPDIR set keeps every node on loopback, where
+    `ray start --address` binds the interface address whatever `--node-ip-address` says
+    (DESIGN, Scale-out). Processes the nodes start (job drivers included) inherit this process's
+    environment: PATH must hold the project's `dagster`. One CPU per node and one per run
+    spread the runs' drivers over the nodes.
+    """
+    # Short: Ray's Unix socket paths under it must stay below the 108-byte limit.
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_DASHBOARD_STARTUP_TIMEOUT_S")}
+    os.environ["RAY_TMPDIR"] = tmp
+    # The dashboard's 60 s default is too short on a loaded 2-core machine.
+    os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "300")
+    from ray.cluster_utils import Cluster
+
+    cluster = None
+    try:
+        common = {"num_cpus": cpus_per_node, "node_ip_address": "127.0.0.1", "temp_dir": tmp}
+        for attempt in range(1, START_ATTEMPTS + 1):
+            # Ray waits a fixed 30 s for a raylet to register; on a machine busy with other
+            # work that can pass, so a failed start is torn down and tried again.
+            dashboard_port = free_port()
+            try:
+                cluster = Cluster(
+                    initialize_head=True,
+                    head_node_args={
+                        **common,
+                        "include_dashboard": True,
+                        "dashboard_host": "127.0.0.1",
+                        "dashboard_port": dashboard_port,
+                    },
+                )
+                workers = [cluster.add_node(**common) for _ in range(nodes - 1)]
+                cluster.wait_for_nodes(timeout=120)
+                break
+            except Exception:
+                if cluster is not None:
+                    cluster.shutdown()
+                    cluster = None
+                # A node that failed inside its constructor is known to no Cluster object.
+                kill_descendants_mentioning(tmp)
+                if attempt == START_ATTEMPTS:
+                    raise
+        yield RayCluster(
+            cluster=cluster,
+            dashboard=f"http://127.0.0.1:{dashboard_port}",
+            node_ids=[cluster.head_node.node_id, *(w.node_id for w in workers)],
+        )
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+        kill_descendants_mentioning(tmp)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def dagster_daemon(home: Path, workspace: Path, log_dir: Path) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run` on an instance: it dequeues queued runs and hands them to the launcher."""
+    daemon = Path(sys.executable).parent / "dagster-daemon"
+    with open(log_dir / "daemon.log", "wb") as log:
+        proc = subprocess.Popen(
+            [str(daemon), "run", "-w", str(workspace)],
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def serve_moto(port: int) -> None:
+    """moto's S3 server on 127.0.0.1, one request at a time.
+
+    moto checks a conditional put's precondition and then writes, in two steps, while serving
+    requests on many threads: two racing `If-None-Match: *` PUTs can both succeed there, which
+    S3 never allows. Serialising requests restores the atomicity S3 gives.
+    """
+    import threading
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def serial(environ, start_response):
+        with lock:
+            # The body is produced inside the lock too: moto builds it before returning.
+            return list(app(environ, start_response))
+
+    run_simple("127.0.0.1", port, serial, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["moto"]:
+        serve_moto(int(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m codeio_dagster.cluster.local moto PORT")

@@ -150,3 +150,40 @@ def test_config_data_dir_url(tmp_path):
     assert parse_config({**base, "data_dir": "d"}, base_dir=tmp_path).data_dir == tmp_path / "d"
     with pytest.raises(ConfigError, match=r"data_dir.*unsupported scheme 'gs'"):
         parse_config({**base, "data_dir": "gs://bkt/p"}, base_dir=tmp_path)
+
+
+def test_publisher_on_s3_keeps_every_parallel_shards_record(s3):
+    import json
+
+    from codeio_dagster.publish import CardInfo, LocalFolderPublisher
+    from tests.publish.conftest import _make_tables
+
+    url = s3.url("pub")
+    shards = ["p0", "p1", "p2"]
+    barrier = threading.Barrier(len(shards))
+    errors = []
+
+    def publish(i, shard):
+        tables = _make_tables(shard, 2 + i)
+        barrier.wait()
+        try:
+            LocalFolderPublisher(path=url).publish_partition(
+                shard, tables, CardInfo(funnel={"samples": 2 + i})
+            )
+        except Exception as err:  # reported below with the shard
+            errors.append((shard, err))
+
+    threads = [threading.Thread(target=publish, args=(i, s)) for i, s in enumerate(shards)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    root = storage.location(url)
+    index = json.loads(storage.read_bytes(root / "stats" / "shards.json"))
+    assert {s: index["shards"][s]["rows"]["codeio"] for s in shards} == {"p0": 2, "p1": 3, "p2": 4}
+    data = [f"pub/data/{c}/{s}.parquet" for c in ("codeio", "codeio_pp", "unified") for s in shards]
+    assert _keys(s3, "pub/") == sorted(
+        [*data, "pub/.gitattributes", "pub/README.md", "pub/stats/shards.json"]
+    )
+    assert "| samples | 9 |" in storage.read_bytes(root / "README.md").decode()
