@@ -14,7 +14,7 @@ from codeio_dagster.llm import LLMSettings, SamplingParams
 from codeio_dagster.publish import PublishSettings
 from codeio_dagster.sandbox import IOPairLimits
 from codeio_dagster.sandbox.resources import SandboxConfig
-from codeio_dagster.storage import LocationField
+from codeio_dagster.storage import LocationField, location
 
 CONFIG_ENV = "CODEIO_CONFIG"
 DEFAULT_CONFIG = "codeio.yaml"
@@ -339,7 +339,7 @@ def _resolve_paths(config: CodeioConfig, base: Path) -> CodeioConfig:
             ),
             "sources": sources,
             "publish": config.publish.model_copy(
-                update={"local_dir": str(absolute(Path(config.publish.local_dir)))}
+                update={"local_dir": str(absolute(location(config.publish.local_dir)))}
             ),
             "decontamination": config.decontamination.model_copy(
                 update={"benchmarks": [absolute(p) for p in config.decontamination.benchmarks]}

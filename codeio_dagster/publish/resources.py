@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import tempfile
 import time
@@ -16,6 +14,7 @@ import dagster as dg
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeio_dagster import storage
 from codeio_dagster.hfhub import check_repo_id, hub_endpoint
 from codeio_dagster.publish.card import (
     LEGACY_INDEX_PATH,
@@ -147,22 +146,26 @@ class PublisherResource(dg.ConfigurableResource):
 
 
 class LocalFolderPublisher(PublisherResource):
-    """Writes the Hub repo's layout into a folder; `datasets.load_dataset(folder, cfg)` reads it."""
+    """Writes the Hub repo's layout into a folder; `datasets.load_dataset(folder, cfg)` reads it.
+
+    `path` may also be an object-storage URL (`s3://bucket/prefix/published`): every file is
+    then one PUT and the lock a lease object (`codeio_dagster.storage`).
+    """
 
     path: str
 
     def static_card(self) -> CardStatic:
-        return super().static_card().model_copy(update={"repo_id": str(Path(self.path))})
+        return (
+            super().static_card().model_copy(update={"repo_id": str(storage.location(self.path))})
+        )
 
     def publish_partition(
         self, shard: str, tables: dict[str, pl.DataFrame], info: CardInfo
     ) -> PublishResult:
-        root = Path(self.path)
-        root.mkdir(parents=True, exist_ok=True)
+        root = storage.location(self.path)
         # Shards are published by parallel runs; without the lock two of them read the same
         # summary and the later write drops the other's shard from the totals and the card.
-        with open(root / _LOCK_NAME, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with storage.exclusive(root / _LOCK_NAME):
             files, stale = shard_files(
                 shard, tables, info, self.static_card(), lambda rel: _read_file(root / rel)
             )
@@ -172,30 +175,26 @@ class LocalFolderPublisher(PublisherResource):
             for rel in order:
                 _write_atomic(root / rel, files[rel])
             for rel in stale:
-                (root / rel).unlink(missing_ok=True)
-            if not (root / ".gitattributes").exists():
-                _write_atomic(root / ".gitattributes", _GITATTRIBUTES)
+                storage.delete(root / rel)
+            storage.write_bytes(root / ".gitattributes", _GITATTRIBUTES, if_absent=True)
         return PublishResult(
             target="local",
             location=str(root),
             files=order,
             rows={name: frame.height for name, frame in _usable_tables(tables).items()},
-            url=root.resolve().as_uri(),
+            url=root.resolve().as_uri() if isinstance(root, Path) else str(root),
         )
 
 
-def _read_file(path: Path) -> bytes | None:
+def _read_file(path: storage.Location) -> bytes | None:
     try:
-        return path.read_bytes()
+        return storage.read_bytes(path)
     except FileNotFoundError:
         return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _write_atomic(path: storage.Location, data: bytes) -> None:
+    storage.write_bytes(path, data)
 
 
 class HubPublisher(PublisherResource):

@@ -180,10 +180,15 @@ def test_publisher_on_s3_keeps_every_parallel_shards_record(s3):
         t.join()
     assert errors == []
     root = storage.location(url)
-    index = json.loads(storage.read_bytes(root / "stats" / "shards.json"))
-    assert {s: index["shards"][s]["rows"]["codeio"] for s in shards} == {"p0": 2, "p1": 3, "p2": 4}
+    summary = json.loads(storage.read_bytes(root / "stats" / "summary.json"))
+    assert summary["shards"] == 3 and summary["rows"]["codeio"] == 9
+    records = {
+        s: json.loads(storage.read_bytes(root / "stats" / "shards" / f"{s}.json")) for s in shards
+    }
+    assert {s: r["rows"]["codeio"] for s, r in records.items()} == {"p0": 2, "p1": 3, "p2": 4}
     data = [f"pub/data/{c}/{s}.parquet" for c in ("codeio", "codeio_pp", "unified") for s in shards]
+    stats = [f"pub/stats/shards/{s}.json" for s in shards]
     assert _keys(s3, "pub/") == sorted(
-        [*data, "pub/.gitattributes", "pub/README.md", "pub/stats/shards.json"]
+        [*data, *stats, "pub/.gitattributes", "pub/README.md", "pub/stats/summary.json"]
     )
     assert "| samples | 9 |" in storage.read_bytes(root / "README.md").decode()
