@@ -71,7 +71,7 @@ def shard_name(source: str, index: int) -> str:
 @dataclass(frozen=True)
 class PlannedShard:
     name: str
-    rows: pl.DataFrame  # LANDING_SCHEMA (land_new_shards returns them without `content`)
+    rows: pl.DataFrame  # LANDING_SCHEMA (land_new_shards returns only the INDEX_SCHEMA columns)
 
 
 def plan_shards(
@@ -355,7 +355,7 @@ def land_new_shards(
     """Land, as new shards, the files of every configured source that no shard holds yet.
 
     Shards are written as they fill, so a landing holds one shard's contents at a time; the
-    returned shards carry their rows without `content`. A source that raises keeps the shards
+    returned shards carry only their index columns. A source that raises keeps the shards
     it wrote before the error; with `on_error` the error is handed to it with the source's name
     and the other sources still land, without it the error propagates. A unit (a table) that
     raises is reported the same way, and the source's other units still land.
@@ -393,7 +393,9 @@ def land_new_shards(
                 try:
                     for shard in shards:
                         landing.write_shard(shard)
-                        written.append(PlannedShard(shard.name, shard.rows.drop("content")))
+                        written.append(
+                            PlannedShard(shard.name, shard.rows.select(INDEX_SCHEMA.names()))
+                        )
                 finally:
                     # What was written is indexed even when the source failed part-way.
                     landing.add_to_index(written)

@@ -14,9 +14,8 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field, field_validator
 
@@ -35,8 +34,7 @@ from codeio_dagster.sources.base import (
 OUTSIDE = "a link leading outside the source folder; its target was not read"
 
 
-@dataclass(frozen=True)
-class _Listed:
+class _Listed(NamedTuple):  # a tuple: made once per file on every tick
     key: str  # the relative path as valid UTF-8: the unit key and the landed path
     rel: str  # the relative path as the file system names it
     stat: os.stat_result  # of the file; of the link itself when it leads outside
@@ -61,7 +59,7 @@ def _list_folder(root: Path, pattern: str) -> list[_Listed]:
             st = os.lstat(text)
         except FileNotFoundError:
             continue
-        parent = os.path.dirname(text)
+        parent = text.rpartition("/")[0]
         inside = folder_inside.get(parent)
         if inside is None:
             inside = folder_inside[parent] = _within(os.path.realpath(parent), root_real)
