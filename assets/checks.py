@@ -32,6 +32,7 @@ from codeio_dagster.models import (
     VerdictRecord,
     check_schema,
 )
+from codeio_dagster.versions import versioned_output
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "raw_code": RawFileRecord,
@@ -220,5 +221,5 @@ def checked(
     config: CodeioConfig | None = None,
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The stage's output, then its checks' results: what an asset with check_specs yields."""
-    yield dg.Output(frame, metadata=dict(metadata))
+    yield versioned_output(frame, dict(metadata))
     yield from evaluate(context.asset_key.to_user_string(), frame, metadata, config)

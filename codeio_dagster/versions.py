@@ -2,8 +2,8 @@
 
 An asset's code version is a hash of the project's source (every module and prompt template of
 the `codeio_dagster` packages) and of the config keys that decide its output (`ASSET_CONFIG`).
-Dagster records the code version and the data versions of the inputs with every
-materialisation, so the UI marks a shard's asset stale when its code, its config keys or an
+Every stage table gets a data version from its content (`data_version`). Dagster records the
+code version and the data versions of the inputs with every materialisation, so the UI marks a shard's asset stale when its code, its config keys or an
 input changed, and `stale_assets` tells `codeio demo` / `codeio build` what to run: a shard
 whose assets are all fresh is not run at all.
 
@@ -19,13 +19,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import io
 import json
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from codeio_dagster.config import CodeioConfig
 
@@ -110,6 +113,23 @@ def with_code_versions(
         )
         for asset in assets
     ]
+
+
+def data_version(frame: pl.DataFrame) -> dg.DataVersion:
+    """The data version of a stage table: a hash of its content (Arrow IPC bytes), so an asset
+    materialised again with the same rows leaves what reads it fresh, and one whose rows
+    changed (a model sampled anew, say) makes it stale, whatever its code version says."""
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer, compression="uncompressed")
+    return dg.DataVersion(hashlib.sha256(buffer.getvalue()).hexdigest()[:32])
+
+
+def versioned_output(frame: pl.DataFrame, metadata: dict[str, Any]) -> dg.Output:
+    """A stage's output carrying its content's data version."""
+    # Output's data_version is marked beta; the warning would repeat on every step of every run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.Output(frame, metadata=metadata, data_version=data_version(frame))
 
 
 def stale_assets(

@@ -123,3 +123,39 @@ def test_codeio_demo_rerun_skips_the_unchanged_shard(
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs()) == runs  # no run launched for the unchanged shard
     assert len(scripted_llm.requests) == requests
+
+
+def test_new_rows_from_the_same_code_make_their_readers_stale(tmp_path, graph_files, monkeypatch):
+    from tests.graph.conftest import ScriptedLLM, reply_for
+
+    monkeypatch.setenv("CODEIO_TEST_KEY", "test-key-not-secret")
+    replies = [reply_for]
+    llm = ScriptedLLM(reply=lambda messages: replies[0](messages))
+    try:
+        graph_files.write_corpus(tmp_path / "corpus", ["alpha"])
+        path = _variant(
+            graph_files.write_config(tmp_path, llm.base_url, shard_size=10),
+            "nocache.yaml",
+            lambda d: d["llm"].update(use_cache=False),
+        )
+        config, graph = _graph(path)
+        (shard,) = [s.name for s in land_new_shards(config, Landing(config.data_dir / "landing"))]
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(shards.name, [shard])
+        resources = build_resources(config, path)
+        run = {"instance": instance, "resources": resources, "partition_key": shard}
+        assert dg.materialize(graph, **run).success
+
+        # Same code, same config, same inputs: only the content tells that the answers changed.
+        replies[0] = lambda messages: 'Surely 0.\n```json\n{"output": 0}\n```'
+        assert dg.materialize(graph, selection=[dg.AssetKey("responses")], **run).success
+        stale = _names(stale_assets(instance, graph, shard))
+        assert "responses" not in stale
+        assert {"verdicts", "codeio_dataset", "hub_publication"} <= set(stale)
+
+        # Materialised again with the rows it had: nothing downstream to redo.
+        assert dg.materialize(graph, selection=stale, **run).success
+        assert dg.materialize(graph, selection=[dg.AssetKey("responses")], **run).success
+        assert stale_assets(instance, graph, shard) == []
+    finally:
+        llm.close()
