@@ -128,6 +128,10 @@ def _contamination(asset: str, frame: pl.DataFrame, meta, config) -> Verdict:
     ceiling = config.checks.max_contamination_rate if config else 0.0
     hit = frame.filter(pl.col("status") == "contaminated").height
     rate = hit / frame.height if frame.height else 0.0
+    benchmarks = meta.get("decontamination_benchmarks", "none")
+    if benchmarks == "none":
+        # Nothing to compare with (decontamination.builtin and benchmarks both empty).
+        return False, {"checked": "nothing: no benchmark is configured", "tasks": frame.height}
     return rate <= ceiling, {
         "checked": "share of prompts sharing a word n-gram with a benchmark, against "
         "checks.max_contamination_rate (contaminated tasks are dropped either way)",
@@ -135,7 +139,7 @@ def _contamination(asset: str, frame: pl.DataFrame, meta, config) -> Verdict:
         "contaminated": hit,
         "rate": round(rate, 4),
         "ceiling": ceiling,
-        "benchmarks": meta.get("decontamination_benchmarks", "none"),
+        "benchmarks": benchmarks,
     }
 
 

@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.assets.checks import check_specs, checked
-from codeio_dagster.metadata import funnel, stage_metadata
+from codeio_dagster.metadata import io_pairs_metadata
 from codeio_dagster.models import IOPairRecord, IOPairsRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
@@ -48,16 +48,9 @@ def io_pairs(
         for o in outcomes
     ]
     frame = to_frame(records, IOPairsRecord)
-    kept = frame.filter(pl.col("status") == "ok")
-    pairs = int(kept.get_column("pairs").list.len().sum() or 0)
     yield from checked(
         context,
         frame,
-        stage_metadata(
-            funnel(functions.height, frame),
-            sample=kept.with_columns(pl.col("pairs").list.first().struct.field("input")),
-            sample_columns=["function_id", "input"],
-            extra={"pairs": pairs},
-        ),
+        io_pairs_metadata(functions.height, frame),
         codeio.config,
     )

@@ -2,8 +2,8 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.assets.checks import check_specs, checked
-from codeio_dagster.decontam import NgramIndex, load_benchmark_texts
-from codeio_dagster.metadata import funnel, stage_metadata
+from codeio_dagster.decontam import decontamination_index
+from codeio_dagster.metadata import example_errors, funnel, stage_metadata
 from codeio_dagster.models import PredictionTaskRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
@@ -49,11 +49,9 @@ def prediction_tasks(
         shard=context.partition_key,
     )
     frame = to_frame(records, PredictionTaskRecord)
-    if config.decontamination.benchmarks and not frame.is_empty():
-        texts = [
-            t for path in config.decontamination.benchmarks for t in load_benchmark_texts(path)
-        ]
-        index = NgramIndex.from_texts(texts, n=config.decontamination.ngram)
+    decontam = config.decontamination
+    index, benchmarks = decontamination_index(decontam.builtin, decontam.benchmarks, decontam.ngram)
+    if index is not None and not frame.is_empty():
         hits = [index.first_overlap(p) for p in frame.get_column("prompt").to_list()]
         frame = (
             frame.with_columns(
@@ -83,7 +81,11 @@ def prediction_tasks(
             counters,
             sample=frame,
             sample_columns=["kind", "given", "expected"],
-            extra={f"tasks_{k}": int(n) for k, n in by_kind.iter_rows()},
+            examples=example_errors(frame, "detail"),
+            extra={
+                **{f"tasks_{k}": int(n) for k, n in by_kind.iter_rows()},
+                "decontamination_benchmarks": ", ".join(benchmarks) or "none",
+            },
         ),
         config,
     )

@@ -7,7 +7,7 @@ from codeio_dagster.answers import revision_messages
 from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.config import CodeioConfig
 from codeio_dagster.llm import ChatRequest, LLMResource, SamplingParams
-from codeio_dagster.metadata import funnel, stage_metadata
+from codeio_dagster.metadata import example_errors, funnel, llm_metadata, stage_metadata
 from codeio_dagster.models import ResponseRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
@@ -58,7 +58,8 @@ def ask(
             funnel(len(requests), frame),
             sample=frame,
             sample_columns=["task_id", "status", "content"],
-            extra=stats.as_metadata(),
+            examples=example_errors(frame, "error"),
+            extra={**llm_metadata(llm, frame), **stats.as_metadata()},
         ),
         config,
     )

@@ -5,7 +5,7 @@ import polars as pl
 
 from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.llm import ChatRequest, LLMResource
-from codeio_dagster.metadata import funnel, stage_metadata
+from codeio_dagster.metadata import example_errors, funnel, llm_metadata, stage_metadata
 from codeio_dagster.models import UnifiedFunctionRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.refactor import build_refactor_messages, parse_refactor_reply
@@ -75,7 +75,8 @@ def unified_functions(
             funnel(files.height, frame),
             sample=frame.filter(pl.col("status") == "ok"),
             sample_columns=["function_id", "problem_statement"],
-            extra=stats.as_metadata(),
+            examples=example_errors(frame, "detail"),
+            extra={**llm_metadata(llm, frame), **stats.as_metadata()},
         ),
         codeio.config,
     )

@@ -2,7 +2,12 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.assets.checks import check_specs, checked
-from codeio_dagster.metadata import outcome_counts, stage_metadata
+from codeio_dagster.metadata import (
+    drop_reason_table,
+    example_errors,
+    outcome_counts,
+    stage_metadata,
+)
 from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
@@ -81,6 +86,14 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
             for (kind,), sub in frame.group_by("kind")
         }
         rates["pass_rate"] = round(counters.get("verdict_correct", 0) / max(frame.height, 1), 4)
+        outcomes = drop_reason_table(
+            counters,
+            example_errors(frame, "feedback", kept=("correct",)),
+            prefix="verdict_",
+            header="| verdict | replies | example feedback |",
+        )
+        if outcomes:
+            rates["verdicts"] = dg.MetadataValue.md(outcomes)
         yield from checked(
             context,
             frame,

@@ -70,11 +70,32 @@ class RevisionConfig(Strict):
 
 class DecontaminationConfig(Strict):
     benchmarks: list[Path] = []
+    # Benchmarks whose n-gram hashes ship with the package (13-grams), checked out of the box.
+    builtin: list[str] = ["cruxeval"]
     ngram: int = Field(default=13, ge=3, le=64)
+
+    @model_validator(mode="after")
+    def _builtin_sets_exist_at_this_n(self) -> DecontaminationConfig:
+        from codeio_dagster.decontam import BUILTIN_BENCHMARKS, BUILTIN_NGRAM
+
+        unknown = [name for name in self.builtin if name not in BUILTIN_BENCHMARKS]
+        if unknown:
+            raise ValueError(
+                f"decontamination.builtin: no shipped n-grams for {unknown}; "
+                f"shipped: {list(BUILTIN_BENCHMARKS)}"
+            )
+        if self.builtin and self.ngram != BUILTIN_NGRAM:
+            raise ValueError(
+                f"decontamination.ngram is {self.ngram} but the shipped benchmark n-grams are "
+                f"{BUILTIN_NGRAM}-grams: set ngram: {BUILTIN_NGRAM}, or builtin: [] and name "
+                "the benchmark files under benchmarks"
+            )
+        return self
 
 
 class ChecksConfig(Strict):
-    min_pass_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Warns (does not block): a floor of 0 could never fail.
+    min_pass_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     max_contamination_rate: float = Field(default=0.05, ge=0.0, le=1.0)
 
 

@@ -103,3 +103,52 @@ def _strings(value: object) -> Iterator[str]:
     elif isinstance(value, list):
         for v in value:
             yield from _strings(v)
+
+
+# Benchmarks whose n-gram hashes ship with the package, so decontamination checks something
+# with no file configured (built by scripts/build_benchmark_ngrams.py; see the folder's README).
+BUILTIN_BENCHMARKS = ("cruxeval",)
+BUILTIN_NGRAM = 13
+
+
+def builtin_path(name: str) -> Path:
+    return Path(__file__).with_name("benchmark_ngrams") / f"{name}.ngrams.gz"
+
+
+def load_builtin(name: str) -> NgramIndex:
+    """The shipped n-gram index of benchmark `name` (one of BUILTIN_BENCHMARKS)."""
+    import gzip
+
+    if name not in BUILTIN_BENCHMARKS:
+        raise ValueError(f"no shipped n-grams for {name!r}; shipped: {list(BUILTIN_BENCHMARKS)}")
+    data = gzip.decompress(builtin_path(name).read_bytes())
+    head, _, body = data.partition(b"\n")
+    header = json.loads(head)
+    hashes = {int.from_bytes(body[i : i + 8], "big") for i in range(0, len(body), 8)}
+    if len(hashes) != header["ngrams"]:
+        raise ValueError(
+            f"{builtin_path(name).name} is damaged: {len(hashes)} of {header['ngrams']} n-grams"
+        )
+    return NgramIndex(hashes, header["n"], header["texts"])
+
+
+def decontamination_index(
+    builtin: list[str], files: list[Path], n: int
+) -> tuple[NgramIndex | None, list[str]]:
+    """One index of the shipped sets and the configured benchmark files, and their names."""
+    if not builtin and not files:
+        return None, []
+    hashes: set[int] = set()
+    texts = 0
+    for name in builtin:
+        shipped = load_builtin(name)
+        hashes |= shipped.hashes
+        texts += shipped.n_texts
+    if files:
+        configured = NgramIndex.from_texts(
+            (t for path in files for t in load_benchmark_texts(path)), n=n
+        )
+        hashes |= configured.hashes
+        texts += configured.n_texts
+    names = [f"{name} (shipped)" for name in builtin] + [Path(f).name for f in files]
+    return NgramIndex(hashes, n, texts), names

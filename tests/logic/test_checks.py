@@ -78,10 +78,13 @@ def test_pass_rate_floor_fails_below_the_floor():
 def test_decontamination_fails_above_the_ceiling():
     tasks = pl.DataFrame({"status": ["ok", "contaminated"]})
     config = _config(max_contamination_rate=0.1)
-    result = _result("prediction_tasks", tasks, "decontamination", config=config)
+    meta = {"decontamination_benchmarks": "cruxeval (shipped)"}
+    result = _result("prediction_tasks", tasks, "decontamination", meta, config)
     assert not result.passed and result.metadata["contaminated"].value == 1
-    ok = _result("prediction_tasks", tasks.head(1), "decontamination", config=config)
-    assert ok.passed
+    assert _result("prediction_tasks", tasks.head(1), "decontamination", meta, config).passed
+    # With no benchmark at all the check says it checked nothing, rather than passing.
+    unchecked = _result("prediction_tasks", tasks.head(1), "decontamination", {}, config)
+    assert not unchecked.passed and "nothing" in unchecked.metadata["checked"].value
 
 
 @pytest.mark.parametrize(

@@ -94,3 +94,49 @@ def test_counters_count_functions_in_and_carry_every_kind_drop(tmp_path):
     }
     assert "| invalid_pair | 2 |" in meta["drop_reasons"]
     assert meta["tasks_output_prediction"] == 1 == meta["tasks_input_prediction"]
+
+
+def test_shipped_cruxeval_ngrams_catch_a_benchmark_function_with_no_file_configured(
+    tmp_path, shared_fixtures
+):
+    config = tmp_path / "codeio.yaml"
+    config.write_text(
+        "sources:\n  - {name: t, kind: folder, options: {path: corpus}}\n"
+        "tasks:\n  kinds: {output_prediction: 1}\n  include_reference_code: true\n"
+        "checks: {max_contamination_rate: 0.2}\n"
+    )
+    crux = json.loads((shared_fixtures / "cruxeval.jsonl").read_text().splitlines()[0])
+    leaked = function("leaked").model_copy(update={"reference_code": crux["code"]})
+    functions = to_frame([function("clean"), leaked], UnifiedFunctionRecord)
+    io = to_frame(
+        [pairs("clean", ['{"xs": [1]}']), pairs("leaked", ['{"xs": [1]}'])], IOPairsRecord
+    )
+
+    @dg.asset(name="unified_functions", partitions_def=shards)
+    def _functions() -> pl.DataFrame:
+        return functions
+
+    @dg.asset(name="io_pairs", partitions_def=shards)
+    def _io() -> pl.DataFrame:
+        return io
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(shards.name, ["s1"])
+    result = dg.materialize(
+        [_functions, _io, prediction_tasks],
+        partition_key="s1",
+        instance=instance,
+        resources={
+            "io_manager": dg.InMemoryIOManager(),
+            "codeio": CodeioResource(config_path=str(config)),
+        },
+        raise_on_error=False,
+    )
+    frame = result.output_for_node("prediction_tasks")
+    status = dict(frame.select("function_id", "status").iter_rows())
+    assert status == {"clean": "ok", "leaked": "contaminated"}
+    # Half the tasks overlap CRUXEval: above the ceiling, the (warning) check fails and says why.
+    (check,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "decontamination"
+    ]
+    assert not check.passed and check.metadata["benchmarks"].value == "cruxeval (shipped)"
