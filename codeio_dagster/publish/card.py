@@ -22,11 +22,67 @@ SUMMARY_PATH = "stats/summary.json"
 LEGACY_INDEX_PATH = "stats/shards.json"
 SUMMARY_FORMAT = 1
 RECENT_SHARDS = 10
+# What each config holds, in the words of the rule the assembly applies (assembly.py).
 _DESCRIPTIONS = {
-    "codeio": "every first answer, right or wrong (CodeI/O)",
-    "codeio_pp": "right first answers plus revised answers after execution feedback (CodeI/O++)",
-    "unified": "the refactored functions with their I/O pairs and input generators",
+    "codeio": (
+        "CodeI/O: every usable first answer (turn 0) to a prediction task, right or wrong, with "
+        "its verdict from execution; wrong ones also carry the execution feedback."
+    ),
+    "codeio_pp": (
+        "CodeI/O++: the first answer alone when execution found it right; otherwise the first "
+        "answer, the execution feedback and the revised answer, whether or not the revision is "
+        "right (`verdict_2` says which). A task whose revision is missing, failed or was cut "
+        "off at the token limit is left out."
+    ),
+    "unified": (
+        "The refactored functions in the unified format (problem statement, I/O description, "
+        "reference code, input generator) with the I/O pairs that ran deterministically."
+    ),
 }
+# Column reference: every column of the released layouts (models.DatasetRow, UnifiedDatasetRow).
+_TASK_COLUMNS = {
+    "task_id": "id of the prediction task (from function, kind and pair index)",
+    "function_id": "id of the function the task was built from (joins with `unified`)",
+    "shard": "the shard the row was built in",
+    "kind": "task kind: `output_prediction` (given the input, predict the output) or "
+    "`input_prediction` (given the output, predict a feasible input), or a plugin kind",
+    "prompt": "the task prompt exactly as the model received it",
+    "turn_1": "the model's first answer (chain of thought ending in a JSON answer)",
+    "feedback_1": "what execution said of a first answer that was not right; null when right",
+    "turn_2": "always null here (no revision)",
+    "feedback_2": "always null here",
+    "verdict_1": "verdict of the first answer: `correct`, `wrong`, or why it could not be "
+    "judged (`parse_error`, `missing_key`, `exec_error`, `timeout`)",
+    "verdict_2": "always null here",
+    "messages": "the whole conversation as chat messages (role, content), ready for fine-tuning",
+}
+_REVISED_COLUMNS = _TASK_COLUMNS | {
+    "feedback_1": "when the first answer was not right: the execution feedback and the request "
+    "to try again, verbatim as sent; null when right",
+    "turn_2": "the revised answer; null when the first answer was right",
+    "feedback_2": "what execution said of the revised answer; null when it was right or the "
+    "first answer was",
+    "verdict_2": "verdict of the revised answer (same values as `verdict_1`); null when the "
+    "first answer was right",
+}
+_UNIFIED_COLUMNS = {
+    "function_id": _TASK_COLUMNS["function_id"].split(" (")[0],
+    "shard": _TASK_COLUMNS["shard"],
+    "problem_statement": "the problem the function solves, in words",
+    "io_description": "what the inputs and the output are",
+    "reference_code": "the refactored function `main_solution(**input)`",
+    "input_generator": "code that draws valid inputs for `main_solution`",
+    "pairs": "the I/O pairs (canonical JSON `input` keyword arguments, `output` value), each "
+    "reproduced by a second run under another hash seed",
+}
+COLUMN_DOCS = {"codeio": _TASK_COLUMNS, "codeio_pp": _REVISED_COLUMNS, "unified": _UNIFIED_COLUMNS}
+CITATION = """@article{li2025codeio,
+  title   = {CodeI/O: Condensing Reasoning Patterns via Code Input-Output Prediction},
+  author  = {Li, Junlong and Guo, Daya and Yang, Dejian and Xu, Runxin and Wu, Yu and He, Junxian},
+  journal = {arXiv preprint arXiv:2502.07316},
+  year    = {2025}
+}"""
+_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 class CardInfo(BaseModel):
@@ -180,27 +236,71 @@ def _size_category(n: int) -> str:
     return "100K<n<1M" if n < 1_000_000 else "n>1M"
 
 
-def _cell(value: Any, limit: int = 120) -> str:
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text.replace("|", "\\|")
+def sample_table(frame: pl.DataFrame | None, n: int = 3) -> str:
+    """A markdown table of the first rows: ids shortened, answers keep their end."""
+    from codeio_dagster.metadata import markdown_table
 
-
-def sample_table(frame: pl.DataFrame | None, n: int = 3, max_columns: int = 5) -> str:
-    """A markdown table of the first rows, long values shortened."""
     if frame is None or frame.height == 0 or frame.width == 0:
         return "_(no rows yet)_"
-    preferred = ["prompt", "turn_1", "feedback_1", "turn_2", "feedback_2"]
-    columns = [c for c in preferred if c in frame.columns] or frame.columns
-    columns = columns[:max_columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in frame.select(columns).head(n).to_dicts():
-        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
-    return "\n".join(lines)
+    preferred = ["kind", "prompt", "turn_1", "verdict_1", "feedback_1", "turn_2", "verdict_2"]
+    columns = [c for c in preferred if c in frame.columns] or frame.columns[:6]
+    return markdown_table(frame, columns, limit=n)
+
+
+def _load_section(repo_id: str | None, configs: list[str], shown: str) -> list[str]:
+    """How to load: by repo id; a folder not yet on the Hub gets a placeholder, never its path."""
+    repo = repo_id if repo_id and _REPO_ID.fullmatch(repo_id) else None
+    out = ["## How to load", ""]
+    if repo is None:
+        out += [
+            "This folder is laid out as a Hub dataset repo. Upload it (for example "
+            "`huggingface-cli upload <owner>/<name> . --repo-type dataset`) and load it by "
+            "that id:",
+            "",
+        ]
+    out += ["```python", "from datasets import load_dataset", ""]
+    for name in configs:
+        out.append(f'{name} = load_dataset("{repo or "<owner>/<name>"}", "{name}", split="train")')
+    out += ["```", ""]
+    if repo:
+        out += [
+            "Or download the Parquet files at a pinned revision: "
+            f"`codeio pull {repo} --config {shown} --revision <sha>`.",
+            "",
+        ]
+    return out
+
+
+def _funnel_section(totals: Mapping[str, int]) -> list[str]:
+    from codeio_dagster.funnel import LABELS
+
+    out = ["## Funnel (all shards)", ""]
+    if not totals:
+        return [*out, "_(no funnel recorded)_", ""]
+    out += [
+        "What each stage reported, added over the shards: raw files in, what each stage kept, "
+        "the replies cut at the token limit or failed, and how many answers execution found "
+        "right at turn 0 and after revision.",
+        "",
+        "| step | key | count |",
+        "|---|---|---|",
+    ]
+    out += [f"| {LABELS.get(key, key)} | `{key}` | {n} |" for key, n in totals.items()]
+    return [*out, ""]
+
+
+def _columns_section(configs: list[str]) -> list[str]:
+    out = ["## Columns", ""]
+    done: list[str] = []
+    for name in configs:
+        docs = COLUMN_DOCS.get(name)
+        if not docs or name in done:
+            continue
+        same = [c for c in configs if COLUMN_DOCS.get(c) is docs]
+        done += same
+        out += [" and ".join(f"`{c}`" for c in same) + ":", "", "| column | meaning |"]
+        out += ["|---|---|", *(f"| `{column}` | {text} |" for column, text in docs.items()), ""]
+    return out
 
 
 def render_card(
@@ -212,45 +312,33 @@ def render_card(
     """The README.md of the dataset repo: YAML header plus a body from the running totals of
     every shard (`update_summary`), so its size does not grow with the shards published."""
     header = card_header(static, info, summary)
-    repo = static.repo_id or "<this folder>"
     configs = [c["config_name"] for c in header["configs"]]
     # Examples and the pull command show the default config: codeio_pp when it was built.
     shown = next((c["config_name"] for c in header["configs"] if c.get("default")), "codeio")
     out = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", ""]
     out += [f"# {header['pretty_name']}", ""]
     out += [
-        "Execution-verified reasoning data built with the CodeI/O method (raw code → unified "
-        "functions → I/O pairs → prediction tasks → model answers verified by running the code), "
-        "published shard by shard by codeio-dagster.",
+        "Execution-verified reasoning data built with the method of CodeI/O (Li et al., 2025, "
+        "arXiv:2502.07316): raw code is refactored by a model into functions with an input "
+        "generator, run in a sandbox to collect input/output pairs, and turned into tasks that "
+        "ask a model to predict an output from an input or a feasible input from an output; "
+        "every answer is checked by running the code. Published shard by shard by "
+        "codeio-dagster.",
         "",
         "## Configs",
         "",
-        "| config | rows | content |",
+        "| config | rows | what it holds |",
         "|---|---|---|",
     ]
     for name in configs:
         rows = summary["rows"].get(name, 0)
         out.append(f"| `{name}` | {rows} | {_DESCRIPTIONS.get(name, '')} |")
-    out += ["", "## How to load", "", "```python", "from datasets import load_dataset", ""]
-    for name in configs:
-        out.append(f'{name} = load_dataset("{repo}", "{name}", split="train")')
-    out += ["```", ""]
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-        out += [
-            "Or download the Parquet files at a pinned revision: "
-            f"`codeio pull {repo} --config {shown} --revision <sha>`.",
-            "",
-        ]
-    out += ["## Funnel (all shards)", ""]
-    totals = summary["funnel"]
-    if totals:
-        out += ["| stage | count |", "|---|---|"]
-        out += [f"| {stage} | {count} |" for stage, count in totals.items()]
-    else:
-        out.append("_(no funnel recorded)_")
+    out.append("")
+    out += _load_section(static.repo_id, configs, shown)
+    out += _columns_section(configs)
+    out += _funnel_section(summary["funnel"])
     recent = summary["recent"][::-1]
     out += [
-        "",
         "## Shards",
         "",
         f"{summary['shards']} shard(s) published; each shard's numbers are in "
@@ -276,4 +364,6 @@ def render_card(
     else:
         out.append("_(none recorded)_")
     out += ["", f"## Sample rows (`{shown}`)", "", sample_table(samples.get(shown)), ""]
+    out += ["## Citation", "", "The method is that of the CodeI/O paper:", ""]
+    out += ["```bibtex", CITATION, "```", ""]
     return "\n".join(out)

@@ -114,6 +114,12 @@ def test_whole_graph_funnel_adds_up(tmp_path, scripted_llm, graph_files, stage_t
 
     published = tmp_path / "published" / "data" / "codeio_pp"
     assert sorted(p.name for p in published.glob("*.parquet")) == [f"{n}.parquet" for n in names]
+    # The card's funnel is the one the stages reported, truncation counts included.
+    card = (tmp_path / "published" / "README.md").read_text()
+    for key, count in funnel.items():
+        assert f"| `{key}` | {count} |" in card, key
+    assert "| `truncated_turn_0` | 0 |" in card and "arXiv:2502.07316" in card
+    assert str(tmp_path) not in card
 
     # The stage counters: tasks count functions in, verdicts drop nothing, datasets keep all.
     assert counters(instance, "prediction_tasks") == {"rows_in": 3, "kept": 6}
@@ -157,7 +163,7 @@ def test_without_revision_turns_only_codeio_is_built_and_published(
     readme = (published / "README.md").read_text()
     header = yaml.safe_load(readme.split("---\n")[1])
     assert [c["config_name"] for c in header["configs"]] == ["codeio", "unified"]
-    assert "| codeio_rows | 4 |" in readme
+    assert "| `codeio_rows` | 4 |" in readme
     assert "codeio_pp_rows" not in readme and "correct_after_revision" not in readme
 
 

@@ -56,7 +56,7 @@ def test_card_header_lists_configs_with_data_files_and_codeio_pp_default():
             "data_files": [{"split": "train", "path": "data/codeio_pp/*.parquet"}],
         },
     ]
-    assert "| raw | 10 |" in card
+    assert "| raw | `raw` | 10 |" in card
     assert 'load_dataset("o/d", "codeio_pp", split="train")' in card
     assert "## Sample rows (`codeio_pp`)" in card and "| p | t |" in card
 
@@ -120,7 +120,7 @@ def test_a_legacy_index_becomes_the_summary_and_records():
 def test_sample_table_shortens_and_escapes_cells():
     frame = pl.DataFrame({"prompt": ["a|b\n" + "x" * 500], "turn_1": [None]})
     table = sample_table(frame)
-    assert "a\\|b" in table and "…" in table and len(table.splitlines()[2]) < 200
+    assert "a\\|b" in table and "…" in table and len(table.splitlines()[2]) < 300
 
 
 def test_redact_hides_the_token_and_token_shaped_strings():
@@ -156,3 +156,29 @@ def test_card_hashes_the_prompts_of_the_configured_task_kinds(tmp_path, project_
     del reports["io_pairs"]
     with pytest.raises(MissingReport, match="io_pairs"):
         card_facts(config, reports, {"codeio": frame})
+
+
+def test_card_documents_every_column_of_every_config_and_cites_the_paper():
+    from codeio_dagster.models import DatasetRow, UnifiedDatasetRow
+    from codeio_dagster.publish.card import COLUMN_DOCS
+
+    assert list(COLUMN_DOCS["codeio"]) == list(DatasetRow.model_fields)
+    assert list(COLUMN_DOCS["codeio_pp"]) == list(DatasetRow.model_fields)
+    assert list(COLUMN_DOCS["unified"]) == list(UnifiedDatasetRow.model_fields)
+    frame = pl.DataFrame({"prompt": ["p"]})
+    index = _index(shard_stats("a", {"codeio_pp": frame, "unified": frame}, CardInfo()))
+    card = render_card(CardStatic(repo_id="o/d"), CardInfo(), index, {})
+    assert "| `verdict_2` | verdict of the revised answer" in card
+    assert "| `reference_code` |" in card
+    assert "arXiv:2502.07316" in card and "@article{li2025codeio" in card
+    # The paper's rule for codeio_pp, including that a revision may still be wrong.
+    assert "whether or not the revision is right" in card
+
+
+def test_a_local_folder_is_never_named_by_its_path_in_the_load_example(tmp_path):
+    frame = pl.DataFrame({"prompt": ["p"]})
+    index = _index(shard_stats("a", {"codeio": frame}, CardInfo()))
+    folder = str(tmp_path / "published")
+    card = render_card(CardStatic(repo_id=folder), CardInfo(), index, {})
+    assert folder not in card and str(tmp_path) not in card
+    assert 'load_dataset("<owner>/<name>", "codeio", split="train")' in card

@@ -89,7 +89,7 @@ def test_two_shards_round_trip_through_snapshot_and_load_dataset(
     assert header["license"] == "apache-2.0"
     assert {c["config_name"] for c in header["configs"]} == {"codeio", "codeio_pp", "unified"}
     assert "`s0001`" in readme and "`s0002`" in readme
-    assert "| samples | 7 |" in readme  # funnel totals add up over both shards
+    assert "| samples | `samples` | 7 |" in readme  # funnel totals add up over both shards
     assert "qwen2.5-coder-1.5b" in readme and "ab" * 32 in readme
     assert f"codeio pull {REPO} --config codeio_pp" in readme
 

@@ -40,7 +40,7 @@ def test_local_folder_loads_with_datasets(make_tables, tmp_path):
         f"data/{c}/{s}.parquet" for c in ("codeio", "codeio_pp", "unified") for s in ("a", "b")
     ]
     readme = (folder / "README.md").read_text()
-    assert "| samples | 5 |" in readme and "`a`" in readme and "`b`" in readme
+    assert "| samples | `samples` | 5 |" in readme and "`a`" in readme and "`b`" in readme
     assert not list(folder.rglob("*.tmp")) and "codeio pull" not in readme
 
 
@@ -83,7 +83,7 @@ def test_parallel_processes_keep_every_shards_stats_record(make_tables, tmp_path
     }
     readme = (folder / "README.md").read_text()
     assert all(f"`{s}`" in readme for s in shards)
-    assert f"| samples | {sum(2 + i for i in range(len(shards)))} |" in readme
+    assert f"| samples | `samples` | {sum(2 + i for i in range(len(shards)))} |" in readme
     assert len(list(folder.rglob("*.parquet"))) == 3 * len(shards)
     assert not list(folder.rglob("*.tmp"))
 
