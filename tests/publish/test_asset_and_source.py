@@ -58,7 +58,8 @@ def test_asset_publishes_to_the_hub(hub, make_tables, caplog):
     assert meta["rows/codeio"] == 4 and meta["rows/codeio_pp"] == 3 and meta["rows/unified"] == 2
     assert "data/codeio_pp/s7.parquet" in meta["files"]
     readme = hub.files("o/assets")["README.md"].decode()
-    assert "| codeio_pp rows | `codeio_pp_rows` | 3 |" in readme  # funnel computed from the row counts received
+    # funnel computed from the row counts received
+    assert "| codeio_pp rows | `codeio_pp_rows` | 3 |" in readme
     planted = os.environ["HF_TOKEN"]
     assert planted not in json.dumps(meta, default=str)
     assert not [r for r in caplog.records if planted in r.getMessage()]
