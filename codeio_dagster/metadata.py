@@ -146,13 +146,13 @@ def stage_metadata(
 def per_call_counters(counts_json: list[str | None]) -> dict[str, int]:
     """The sandbox's per-call counters of every function of a shard, added up
     (generator_calls, generator_errors, main_solution_calls, dropped_<why> per call, ...), as
-    `calls.<name>` so they are never read as row counts."""
+    `calls.<name>` so they are never read as row counts; counters that stayed 0 are left out."""
     total: dict[str, int] = {}
     for text in counts_json:
         for key, n in (json.loads(text) if text else {}).items():
             if isinstance(n, int | float):
                 total[key] = total.get(key, 0) + int(n)
-    return {f"calls.{k}": v for k, v in sorted(total.items())}
+    return {f"calls.{k}": v for k, v in sorted(total.items()) if v}
 
 
 def io_pairs_metadata(rows_in: int, frame: pl.DataFrame) -> dict[str, Any]:
@@ -170,7 +170,6 @@ def io_pairs_metadata(rows_in: int, frame: pl.DataFrame) -> dict[str, Any]:
         extra={
             "pairs": int(kept.get_column("pairs").list.len().sum() or 0),
             **calls,
-            "per_call_counters": dg.MetadataValue.json({k[6:]: v for k, v in calls.items()}),
         },
     )
 

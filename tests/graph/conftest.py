@@ -52,8 +52,16 @@ def _given(prompt: str, heading: str):
     return json.loads(_JSON_BLOCK.search(prompt[prompt.index(heading) :]).group(1))
 
 
+# A refactor whose main_solution does not take the generator's keyword: every call raises
+# TypeError, as some real refactors do (asked for files that contain this marker).
+BROKEN_MARKER = "kwarg_mismatch"
+BROKEN_REPLY = REFACTOR_REPLY.replace("def main_solution(numbers):", "def main_solution(values):")
+
+
 def reply_for(messages: list[dict]) -> str:
     prompt = messages[0]["content"] if messages[0]["role"] == "user" else messages[1]["content"]
+    if BROKEN_MARKER in prompt and "## Given" not in prompt:
+        return BROKEN_REPLY
     turn = sum(m["role"] == "assistant" for m in messages)
     if "## Given input" in prompt:
         total = sum(_given(prompt, "## Given input")["numbers"])
