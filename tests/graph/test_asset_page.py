@@ -85,7 +85,8 @@ def test_asset_pages_show_model_counts_and_example_errors(
     path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=10)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("")  # the default instance, without the warning
+    # The default instance; no first-visit community dialog over the page being shot.
+    (home / "dagster.yaml").write_text("nux:\n  enabled: false\n")
     monkeypatch.chdir(tmp_path)
     config = load_config(path)
     (shard,) = land_new_shards(config, Landing(config.data_dir / "landing"))
