@@ -128,7 +128,7 @@ def test_shipped_cruxeval_ngrams_catch_a_benchmark_function_with_no_file_configu
         instance=instance,
         resources={
             "io_manager": dg.InMemoryIOManager(),
-            "codeio": CodeioResource(config_path=str(config)),
+            "codeio": CodeioResource.from_config(load_config(config)),
         },
         raise_on_error=False,
     )
