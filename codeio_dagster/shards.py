@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -186,7 +186,7 @@ def pending_units(listed: list[Unit], landed: dict[str, Unit]) -> list[Unit]:
         if before is None:
             pending.append(unit)
         elif before.stamp != unit.stamp:
-            pending.append(replace(unit, position=before.position))
+            pending.append(unit._replace(position=before.position))
     return pending
 
 

@@ -6,7 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -77,8 +77,7 @@ def _escaped(name: str) -> bool:
     return all(0xDC80 <= ord(c) <= 0xDCFF for c in name if 0xD800 <= ord(c) <= 0xDFFF)
 
 
-@dataclass(frozen=True)
-class Unit:
+class Unit(NamedTuple):  # a tuple, not a dataclass: a tick makes two per file of a folder
     """A part of a source read on its own (a file, a table); `stamp` changes when its bytes do.
 
     `position` is where reading it last stopped, in a form only its source reads (a byte offset
