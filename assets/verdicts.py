@@ -90,7 +90,7 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
             counters,
             example_errors(frame, "feedback", kept=("correct",)),
             prefix="verdict_",
-            header="| verdict | replies | example feedback |",
+            header=("verdict", "replies", "example feedback"),
         )
         if outcomes:
             rates["verdicts"] = dg.MetadataValue.md(outcomes)

@@ -9,9 +9,14 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
+def is_repo_id(value: object) -> bool:
+    """Whether `value` is an `owner/name` repo id."""
+    return isinstance(value, str) and _REPO_ID.fullmatch(value) is not None
+
+
 def check_repo_id(value: str, what: str = "repo_id") -> str:
     """`value` if it is an `owner/name` repo id, else a ValueError naming `what` was wrong."""
-    if not isinstance(value, str) or not _REPO_ID.fullmatch(value):
+    if not is_repo_id(value):
         raise ValueError(f"{what} {value!r} must look like 'owner/name'")
     return value
 

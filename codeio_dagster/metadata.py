@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.mdtable import md_table
+
 # Cells of these columns end with what matters (the final answer of a reply, the revised
 # answer): a long one keeps its end. Other long cells keep their start.
 TAIL_COLUMNS = frozenset({"content", "turn_1", "turn_2", "reply"})
@@ -71,12 +73,9 @@ def example_errors(
     return examples
 
 
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ⏎ ")
-
-
 def cell(value: Any, column: str = "", width: int = CELL_WIDTH) -> str:
-    """A table cell: ids shortened, long text cut at the end that matters less."""
+    """A table cell's text: ids shortened, long text cut at the end that matters less
+    (`md_table` escapes it)."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
@@ -85,7 +84,7 @@ def cell(value: Any, column: str = "", width: int = CELL_WIDTH) -> str:
     text = " ".join(text.split()) if column in TAIL_COLUMNS else text
     if len(text) > width:
         text = "…" + text[-(width - 1) :] if column in TAIL_COLUMNS else text[: width - 1] + "…"
-    return _escape(text)
+    return text
 
 
 def markdown_table(
@@ -95,12 +94,9 @@ def markdown_table(
     if frame.is_empty():
         return "_no rows_"
     rows = frame.select(columns).head(limit).iter_rows()
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += [
-        "| " + " | ".join(cell(v, c, width) for v, c in zip(row, columns, strict=True)) + " |"
-        for row in rows
-    ]
-    return "\n".join(lines)
+    return md_table(
+        columns, [[cell(v, c, width) for v, c in zip(row, columns, strict=True)] for row in rows]
+    )
 
 
 def drop_reason_table(
@@ -108,7 +104,7 @@ def drop_reason_table(
     examples: Mapping[str, list[str]] | None = None,
     *,
     prefix: str = "dropped_",
-    header: str = "| reason | rows | example errors |",
+    header: tuple[str, str, str] = ("reason", "rows", "example errors"),
 ) -> str | None:
     """| reason | rows | example errors |, largest first; None when nothing was dropped."""
     drops = {k.removeprefix(prefix): v for k, v in counters.items() if k.startswith(prefix)}
@@ -116,11 +112,11 @@ def drop_reason_table(
     if not drops:
         return None
     examples = examples or {}
-    lines = [header, "|---|---|---|"]
-    for reason, n in sorted(drops.items(), key=lambda kv: (-kv[1], kv[0])):
-        shown = "<br>".join(f"`{_escape(e)}`" for e in examples.get(reason, []))
-        lines.append(f"| {reason} | {n} | {shown} |")
-    return "\n".join(lines)
+    rows = [
+        (reason, n, "<br>".join(f"`{e}`" for e in examples.get(reason, [])))
+        for reason, n in sorted(drops.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    return md_table(header, rows)
 
 
 def stage_metadata(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from codeio_dagster.hfhub import is_repo_id
+from codeio_dagster.mdtable import md_table
 
 CONFIGS = ("codeio", "codeio_pp", "unified")
 # One small record per shard plus running totals: publishing a shard reads and writes a fixed
@@ -82,7 +84,6 @@ CITATION = """@article{li2025codeio,
   journal = {arXiv preprint arXiv:2502.07316},
   year    = {2025}
 }"""
-_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 class CardInfo(BaseModel):
@@ -249,7 +250,7 @@ def sample_table(frame: pl.DataFrame | None, n: int = 3) -> str:
 
 def _load_section(repo_id: str | None, configs: list[str], shown: str) -> list[str]:
     """How to load: by repo id; a folder not yet on the Hub gets a placeholder, never its path."""
-    repo = repo_id if repo_id and _REPO_ID.fullmatch(repo_id) else None
+    repo = repo_id if is_repo_id(repo_id) else None
     out = ["## How to load", ""]
     if repo is None:
         out += [
@@ -282,10 +283,11 @@ def _funnel_section(totals: Mapping[str, int]) -> list[str]:
         "the replies cut at the token limit or failed, and how many answers execution found "
         "right at turn 0 and after revision.",
         "",
-        "| step | key | count |",
-        "|---|---|---|",
+        md_table(
+            ["step", "key", "count"],
+            [(LABELS.get(key, key), f"`{key}`", n) for key, n in totals.items()],
+        ),
     ]
-    out += [f"| {LABELS.get(key, key)} | `{key}` | {n} |" for key, n in totals.items()]
     return [*out, ""]
 
 
@@ -298,8 +300,8 @@ def _columns_section(configs: list[str]) -> list[str]:
             continue
         same = [c for c in configs if COLUMN_DOCS.get(c) is docs]
         done += same
-        out += [" and ".join(f"`{c}`" for c in same) + ":", "", "| column | meaning |"]
-        out += ["|---|---|", *(f"| `{column}` | {text} |" for column, text in docs.items()), ""]
+        out += [" and ".join(f"`{c}`" for c in same) + ":", ""]
+        out += [md_table(["column", "meaning"], [(f"`{c}`", t) for c, t in docs.items()]), ""]
     return out
 
 
@@ -327,13 +329,12 @@ def render_card(
         "",
         "## Configs",
         "",
-        "| config | rows | what it holds |",
-        "|---|---|---|",
+        md_table(
+            ["config", "rows", "what it holds"],
+            [(f"`{n}`", summary["rows"].get(n, 0), _DESCRIPTIONS.get(n, "")) for n in configs],
+        ),
+        "",
     ]
-    for name in configs:
-        rows = summary["rows"].get(name, 0)
-        out.append(f"| `{name}` | {rows} | {_DESCRIPTIONS.get(name, '')} |")
-    out.append("")
     out += _load_section(static.repo_id, configs, shown)
     out += _columns_section(configs)
     out += _funnel_section(summary["funnel"])
@@ -344,18 +345,25 @@ def render_card(
         f"{summary['shards']} shard(s) published; each shard's numbers are in "
         f"`{SHARDS_DIR}/<shard>.json`. The latest {len(recent)}:",
         "",
-        "| shard | " + " | ".join(configs) + " | project version |",
-        "|---|" + "---|" * len(configs) + "---|",
+        md_table(
+            ["shard", *configs, "project version"],
+            [
+                (
+                    f"`{rec['shard']}`",
+                    *(rec["rows"].get(c, 0) for c in configs),
+                    rec.get("project_version", "?"),
+                )
+                for rec in recent
+            ],
+        ),
     ]
-    for rec in recent:
-        counts = " | ".join(str(rec["rows"].get(c, 0)) for c in configs)
-        out.append(f"| `{rec['shard']}` | {counts} | {rec.get('project_version', '?')} |")
     out += ["", "## Models and sampling", "", f"Project version: `{info.project_version}`.", ""]
     if info.models:
-        out += ["| stage | model | sampling |", "|---|---|---|"]
-        for stage, model in info.models.items():
-            sampling = json.dumps(info.sampling.get(stage, {}), sort_keys=True)
-            out.append(f"| {stage} | `{model}` | `{sampling}` |")
+        rows = [
+            (stage, f"`{model}`", f"`{json.dumps(info.sampling.get(stage, {}), sort_keys=True)}`")
+            for stage, model in info.models.items()
+        ]
+        out.append(md_table(["stage", "model", "sampling"], rows))
     else:
         out.append("_(no models recorded)_")
     out += ["", "## Prompt templates (sha256)", ""]
