@@ -18,9 +18,7 @@ configured: one output- and one input-prediction task per function, one revision
 second run is the unchanged rerun. Printed: seconds per Dagster step (from the run's step
 stats), the whole process and seconds per raw file for both runs, the LLM requests each sent,
 then the cost of publishing one more shard to a local folder that already holds 100 and 1,000
-shards. Wall time depends on the machine's other load, so the CPU seconds of the process and
-its jails are printed too. Last line: `seconds_per_file=X rerun_share=Y` (rerun seconds /
-first-run seconds, wall time).
+shards. Last line: `seconds_per_file=X rerun_share=Y` (rerun seconds / first-run seconds).
 
     .venv/bin/python benchmarks/pipeline.py [--shard 0] [--files 200] [--publish 100,1000]
 """
@@ -33,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -152,7 +149,6 @@ def write_project(root: Path, raw_rows: list[dict], base_url: str) -> Path:
 def run_demo(root: Path, config: Path, stub) -> dict:
     env = {**os.environ, "DAGSTER_HOME": str(root / "dagster_home"), KEY_ENV: "not-a-secret"}
     before_requests = len(stub.requests)
-    before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "codeio"), "demo", "--config", str(config)],
@@ -162,13 +158,10 @@ def run_demo(root: Path, config: Path, stub) -> dict:
         text=True,
     )
     seconds = time.perf_counter() - start
-    after_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after_cpu.ru_utime - before_cpu.ru_utime) + (after_cpu.ru_stime - before_cpu.ru_stime)
     if proc.returncode != 0:
         sys.exit(f"codeio demo failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
     return {
         "seconds": seconds,
-        "cpu": cpu,
         "requests": len(stub.requests) - before_requests,
         "stdout": proc.stdout,
     }
@@ -262,7 +255,6 @@ def main() -> int:
             print(
                 f"  whole process {result['seconds']:.2f} s, "
                 f"{result['seconds'] / len(shard_rows):.4f} s per raw file, "
-                f"{result['cpu']:.2f} s of CPU (the process and its jails), "
                 f"{result['requests']} LLM requests"
             )
         funnel = results[0]["stdout"].split("funnel", 1)[-1].split("elapsed")[0]
@@ -277,11 +269,6 @@ def main() -> int:
                 f"  ratio N={points[-1]} / N={points[0]}: {costs[points[-1]] / costs[points[0]]:.2f}"
             )
         first, rerun = results
-        # Wall time depends on what else the machine runs; CPU time much less so.
-        print(
-            f"cpu_seconds_per_file={first['cpu'] / len(shard_rows):.4f} "
-            f"rerun_cpu_share={rerun['cpu'] / first['cpu']:.3f}"
-        )
         print(
             f"seconds_per_file={first['seconds'] / len(shard_rows):.4f} "
             f"rerun_share={rerun['seconds'] / first['seconds']:.3f}"
