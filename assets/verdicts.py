@@ -11,11 +11,11 @@ from codeio_dagster.metadata import (
 from codeio_dagster.partitions import shards
 from codeio_dagster.plugins import task_kinds
 from codeio_dagster.resources import CodeioResource
-from codeio_dagster.sandbox import InputCheck, check_input_predictions
+from codeio_dagster.sandbox import Job
 from codeio_dagster.sandbox.cache import open_result_cache
 from codeio_dagster.sandbox.resources import SandboxResource
 from codeio_dagster.turns import responses_name, verdicts_name
-from codeio_dagster.verify import InputRunResult, judge
+from codeio_dagster.verify import judge
 
 
 def build_verdicts(turn: int) -> dg.AssetsDefinition:
@@ -55,19 +55,8 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
         with sandbox.executor() as executor, open_result_cache(codeio.config.data_dir) as cache:
 
             def run_inputs(runs):
-                checks = [
-                    InputCheck(
-                        id=r.task_id,
-                        code=r.code,
-                        predicted_input=r.predicted_input,
-                        expected_output=r.expected_output,
-                    )
-                    for r in runs
-                ]
-                return [
-                    InputRunResult(v.status, v.actual_output, v.error)
-                    for v in check_input_predictions(executor, checks, cache=cache)
-                ]
+                jobs = [Job(id=r.task_id, code=r.code, input=r.predicted_input) for r in runs]
+                return executor.run(jobs, cache=cache)
 
             frame = judge(
                 usable,

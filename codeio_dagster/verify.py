@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from codeio_dagster.answers import extract_answer, feedback_text
+from codeio_dagster.answers import extract_answer
 from codeio_dagster.models import VerdictRecord, to_frame
+from codeio_dagster.sandbox.executor import JobResult
 from codeio_dagster.tasks.base import TaskKind
 
 
@@ -21,26 +22,16 @@ class InputRun:
     task_id: str
     code: str
     predicted_input: dict
-    expected_output: str
 
 
-@dataclass(frozen=True)
-class InputRunResult:
-    status: str  # correct, wrong, exec_error, timeout
-    actual_output: str | None
-    error: str | None
-
-
-RunInputs = Callable[[Sequence[InputRun]], list[InputRunResult]]
+# Runs each predicted input in the sandbox; the executor's own result, compared by nobody but
+# the task kind.
+RunInputs = Callable[[Sequence[InputRun]], list[JobResult]]
 
 
 def _fault(exc: BaseException) -> str:
     """What a row whose judging raised records: a plugin's bug or a value too deep to read."""
     return f"{type(exc).__name__}: {str(exc)[:300]}"
-
-
-# Sandbox statuses that carry a real output for the task kind to judge.
-_RAN = ("correct", "wrong")
 
 
 def judge(
@@ -67,14 +58,8 @@ def judge(
             actual=actual,
             feedback=None
             if status == "correct"
-            else feedback_text(
-                status,
-                kind=task["kind"],
-                answer_json=answer,
-                expected_json=task["expected"],
-                actual_json=actual,
-                error=error,
-                key=kinds[task["kind"]].answer_key,
+            else kinds[task["kind"]].feedback(
+                status, answer_json=answer, actual_json=actual, error=error
             ),
         )
 
@@ -94,13 +79,9 @@ def judge(
             answer = json.dumps(extraction.value, sort_keys=True, ensure_ascii=False)
             check = kind.check_answer(extraction.value, task)
             if check.status == "needs_execution":
-                # The sandbox compares with the task's given output by the CodeI/O rule; the kind
-                # still has the last word on what the actual output means.
+                # The sandbox only runs it; what the output means is the kind's to judge.
                 run = InputRun(
-                    resp["task_id"],
-                    code_by_function[task["function_id"]],
-                    check.run_input or {},
-                    task["given"],
+                    resp["task_id"], code_by_function[task["function_id"]], check.run_input or {}
                 )
                 pending.append((resp, task, run, answer))
             else:
@@ -112,13 +93,15 @@ def judge(
     if pending:
         results = run_inputs([run for _, _, run, _ in pending])
         for (resp, task, run, answer), result in zip(pending, results, strict=True):
-            status, error = result.status, result.error
             try:
-                if status in _RAN and result.actual_output is not None:
-                    actual = json.loads(result.actual_output)
+                if result.status == "ok" and result.output is not None:
+                    actual = json.loads(result.output)
                     check = kinds[task["kind"]].check_execution(actual, task)
-                    status, error = check.status, check.detail or error
-                judged = verdict(resp, task, status, answer, result.actual_output, error)
+                    status, error = check.status, check.detail
+                else:
+                    status = "timeout" if result.status == "timeout" else "exec_error"
+                    error = f"{result.status}: {result.error}"
+                judged = verdict(resp, task, status, answer, result.output, error)
             except Exception as exc:  # noqa: BLE001 - one row's fault is that row's verdict
                 judged = verdict(resp, task, "judge_error", answer, error=_fault(exc))
             verdicts[run.task_id] = judged

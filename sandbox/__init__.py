@@ -3,11 +3,8 @@
 from codeio_dagster.sandbox.executor import Executor, Job, JobResult
 from codeio_dagster.sandbox.iopairs import (
     FunctionSpec,
-    InputCheck,
-    InputVerdict,
     IOPair,
     IOPairOutcome,
-    check_input_predictions,
     combine_for_sandbox,
     generate_io_pairs,
 )
@@ -21,13 +18,10 @@ __all__ = [
     "IOPair",
     "IOPairLimits",
     "IOPairOutcome",
-    "InputCheck",
-    "InputVerdict",
     "Job",
     "JobResult",
     "SandboxSettings",
     "canonical_json",
-    "check_input_predictions",
     "combine_for_sandbox",
     "ensure_runtime",
     "generate_io_pairs",

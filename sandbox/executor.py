@@ -554,14 +554,16 @@ class Executor:
             "heavy_preload": list(s.heavy_preload),
         }
 
-    def run(self, jobs: Sequence[Job], progress: bool = False) -> list[JobResult]:
+    def run(
+        self, jobs: Sequence[Job], progress: bool = False, cache: ResultCache | None = None
+    ) -> list[JobResult]:
         """Run jobs in parallel across the workers; results come back in input order."""
         requests = []
         for job in jobs:
             req = self.base_request(job.timeout_s)
             req.update(kind="call", id=job.id, code=job.code, call=job.call, input=job.input)
             requests.append((job.hash_seed, req))
-        replies = self.run_requests(requests, progress=progress)
+        replies = self.run_requests(requests, progress=progress, cache=cache)
         return [
             result_from_reply(req["id"], reply)
             for (_, req), reply in zip(requests, replies, strict=True)

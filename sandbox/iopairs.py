@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -248,73 +248,3 @@ def _recheck_verdict(out: IOPairOutcome, reply: dict[str, Any]) -> tuple[str, st
     if len(results) < len(out.pairs):
         return "invalid_output", "the re-run stopped before every pair was checked"
     return None
-
-
-class InputCheck(BaseModel):
-    """A predicted input to verify by running the reference code on it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    code: str
-    call: str = "main_solution"
-    predicted_input: Any
-    expected_output: str
-
-
-class InputVerdict(BaseModel):
-    """Whether a predicted input reproduces the expected output."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    status: Literal["correct", "wrong", "exec_error", "timeout"]
-    actual_output: str | None = None
-    error: str | None = None
-
-
-def check_input_predictions(
-    executor: Executor, checks: Sequence[InputCheck], cache: ResultCache | None = None
-) -> list[InputVerdict]:
-    """Run call(**predicted_input) for each check and compare with the expected output."""
-    verdicts: list[InputVerdict | None] = [None] * len(checks)
-    requests = []
-    where = []
-    for i, check in enumerate(checks):
-        try:
-            json.loads(check.expected_output)
-        except ValueError as exc:
-            raise ValueError(
-                f"InputCheck {check.id!r}: expected_output is not JSON text ({exc})"
-            ) from None
-        if not isinstance(check.predicted_input, dict):
-            verdicts[i] = InputVerdict(
-                id=check.id,
-                status="exec_error",
-                error="predicted input must be a JSON object of keyword arguments, got "
-                f"{type(check.predicted_input).__name__}",
-            )
-            continue
-        req = executor.base_request(None)
-        req.update(
-            kind="call", id=check.id, code=check.code, call=check.call, input=check.predicted_input
-        )
-        requests.append((None, req))
-        where.append(i)
-    replies = executor.run_requests(requests, cache=cache)
-    for i, reply in zip(where, replies, strict=True):
-        check = checks[i]
-        # The reply crossed a pipe the predicted input's run could also write to.
-        result = result_from_reply(check.id, reply)
-        if result.status == "ok" and result.output is not None:
-            ok = outputs_equal(json.loads(result.output), json.loads(check.expected_output))
-            verdicts[i] = InputVerdict(
-                id=check.id, status="correct" if ok else "wrong", actual_output=result.output
-            )
-        else:
-            verdicts[i] = InputVerdict(
-                id=check.id,
-                status="timeout" if result.status == "timeout" else "exec_error",
-                error=f"{result.status}: {result.error}",
-            )
-    return [v for v in verdicts if v is not None]

@@ -75,9 +75,13 @@ def field_of(task: Any, name: str) -> Any:
 class TaskKind(ABC):
     """A plugin implements `build_prompt` and `check_answer`; `make_tasks` adds the rest.
 
-    Class attributes: `name` (the config and entry-point name), `answer_key` (the key of the
-    final JSON answer), `template_version` and `template_files` (prompt files under
-    `codeio_dagster/prompts/`, hashed into `prompt_hash()`).
+    A kind owns its whole behaviour: its prompt (`build_prompt`), its judgement of an answer
+    (`check_answer`, and `check_execution` for kinds that run the answer), and the feedback a
+    wrong answer gets (`feedback`). Class attributes: `name` (the config and entry-point name),
+    `answer_key` (the key of the final JSON answer), `template_version` and `template_files`
+    (prompt files under `codeio_dagster/prompts/`). `templates()` returns every text the kind
+    words its prompts and feedback with; a kind that writes its own (a plugin) overrides it, so
+    `prompt_hash()`, which the dataset card lists, changes whenever one of those texts does.
     """
 
     name: ClassVar[str]
@@ -103,10 +107,40 @@ class TaskKind(ABC):
         """Judge the output that running `Check.run_input` produced (kinds that execute)."""
         raise NotImplementedError(f"task kind {self.name!r} does not verify by execution")
 
+    def feedback(
+        self,
+        status: str,
+        *,
+        answer_json: str | None = None,
+        actual_json: str | None = None,
+        error: str | None = None,
+    ) -> str:
+        """What was wrong with a reply of this kind, in words for the model (never `correct`).
+
+        The default words it with the shared feedback texts (`answers.FEEDBACK_TEMPLATES`,
+        those for this kind's name first); a kind with wording of its own overrides this and
+        lists its texts in `templates()`.
+        """
+        from codeio_dagster.answers import feedback_text
+
+        return feedback_text(
+            status,
+            kind=self.name,
+            answer_json=answer_json,
+            actual_json=actual_json,
+            error=error,
+            key=self.answer_key,
+        )
+
+    @classmethod
+    def templates(cls) -> list[str]:
+        """Every text this kind's prompts and own feedback are made from: its template files."""
+        return [load_template(name) for name in cls.template_files]
+
     @classmethod
     def prompt_hash(cls) -> str:
-        """sha256 over this kind's name, template version and template files."""
-        return text_hash(cls.name, cls.template_version, *map(load_template, cls.template_files))
+        """sha256 over this kind's name, template version and `templates()`."""
+        return text_hash(cls.name, cls.template_version, *cls.templates())
 
     def make_tasks(
         self,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 from codeio_dagster.models import PredictionTaskRecord, ResponseRecord, to_frame
 from codeio_dagster.plugins import task_kinds
-from codeio_dagster.verify import InputRunResult, judge
+from codeio_dagster.sandbox import JobResult
+from codeio_dagster.verify import judge
 
 EXAMPLE_KIND = "examples/plugins/output_type_task.py"
 
@@ -64,6 +66,7 @@ def judged(project_root, monkeypatch):
         _task("in_not_object", "input_prediction", "[1, 2]", '{"n": 2}'),
         _task("type_ok", "output_type_prediction", '{"n": 3}', '"list"'),
         _task("type_bad", "output_type_prediction", '{"n": 3}', '"list"'),
+        _task("type_wrong", "output_type_prediction", '{"n": 3}', '"list"'),
     ]
     replies = [
         _reply("out_ok", _block("output", [1, 2, 3.0])),
@@ -75,15 +78,16 @@ def judged(project_root, monkeypatch):
         _reply("in_not_object", _block("input", [2])),
         _reply("type_ok", _block("type", "list")),
         _reply("type_bad", _block("type", "array")),
+        _reply("type_wrong", _block("type", "object")),
     ]
     batches = []
 
     def run_inputs(runs):
         batches.append([r.task_id for r in runs])
         return [
-            InputRunResult("correct", "[1, 2]", None)
+            JobResult(id=r.task_id, status="ok", output="[1, 2]")
             if r.predicted_input == {"n": 2}
-            else InputRunResult("exec_error", None, "ValueError: n must be >= 0")
+            else JobResult(id=r.task_id, status="exception", error="ValueError: n must be >= 0")
             for r in runs
         ]
 
@@ -110,6 +114,7 @@ def test_one_verdict_per_reply_with_the_status_of_each_failure_form(judged):
         "in_not_object": "missing_key",
         "type_ok": "correct",
         "type_bad": "missing_key",
+        "type_wrong": "wrong",
     }
 
 
@@ -165,7 +170,9 @@ def test_a_row_whose_judging_raises_gets_judge_error_and_the_rest_are_judged():
             "output_prediction": OutputPrediction(),
         },
         code_by_function={"f1": "def main_solution(n):\n    return n"},
-        run_inputs=lambda runs: [InputRunResult("wrong", too_deep, None) for _ in runs],
+        run_inputs=lambda runs: [
+            JobResult(id=r.task_id, status="ok", output=too_deep) for r in runs
+        ],
     )
     verdicts = {row["task_id"]: row for row in frame.iter_rows(named=True)}
     assert {k: v["status"] for k, v in verdicts.items()} == {
@@ -175,3 +182,21 @@ def test_a_row_whose_judging_raises_gets_judge_error_and_the_rest_are_judged():
     }
     assert "KeyError: 'a plugin bug'" in verdicts["boom"]["feedback"]
     assert "RecursionError" in verdicts["deep"]["feedback"]
+
+
+def test_a_plugin_kind_words_its_own_feedback_and_its_texts_are_hashed(
+    judged, project_root, monkeypatch
+):
+    verdicts, _ = judged
+    # The example plugin's own text for a wrong type, not the shared "Your answer ... is not
+    # correct."; its other statuses keep the shared wording.
+    assert verdicts["type_wrong"]["feedback"].startswith('The result is not of the type "object"')
+    assert "must be one of" in verdicts["type_bad"]["feedback"]
+    kind = task_kinds({"output_type_prediction"}, [EXAMPLE_KIND])["output_type_prediction"]
+    module = sys.modules[type(kind).__module__]
+    before = type(kind).prompt_hash()
+    monkeypatch.setattr(module, "PROMPT", module.PROMPT + " Be brief.")
+    after_prompt = type(kind).prompt_hash()
+    assert after_prompt != before  # the card's hash follows the plugin's prompt ...
+    monkeypatch.setattr(module, "WRONG", module.WRONG + " Really.")
+    assert type(kind).prompt_hash() != after_prompt  # ... and its feedback

@@ -6,13 +6,10 @@ import json
 
 import pytest
 
-from codeio_dagster.sandbox import (
-    FunctionSpec,
-    InputCheck,
-    IOPairLimits,
-    check_input_predictions,
-    generate_io_pairs,
-)
+from codeio_dagster.models import PredictionTaskRecord, ResponseRecord, to_frame
+from codeio_dagster.sandbox import FunctionSpec, IOPairLimits, Job, generate_io_pairs
+from codeio_dagster.tasks import InputPrediction
+from codeio_dagster.verify import judge
 
 GOOD = """
 import random
@@ -182,34 +179,80 @@ def test_seeding_is_reproducible_per_function_and_draw(executor, outcomes):
     assert other.pairs != outcomes["good"].pairs
 
 
+def _judge_inputs(executor, code: str, given: str, predictions: dict) -> dict:
+    """Input-prediction replies judged the way the verdicts asset judges them."""
+    tasks = [
+        PredictionTaskRecord(
+            task_id=tid,
+            function_id="f",
+            shard="s",
+            kind="input_prediction",
+            pair_index=0,
+            given=given,
+            expected="{}",
+            prompt="p",
+            status="ok",
+            detail=None,
+        )
+        for tid in predictions
+    ]
+    replies = [
+        ResponseRecord(
+            task_id=tid,
+            shard="s",
+            turn=0,
+            messages="[]",
+            content=f"```json\n{json.dumps({'input': value})}\n```",
+            status="ok",
+            finish_reason="stop",
+            error=None,
+            prompt_tokens=1,
+            completion_tokens=1,
+            cost_usd=0.0,
+            cached=False,
+            request_hash="h",
+            model="m",
+        )
+        for tid, value in predictions.items()
+    ]
+
+    def run_inputs(runs):
+        return executor.run([Job(id=r.task_id, code=r.code, input=r.predicted_input) for r in runs])
+
+    frame = judge(
+        to_frame(replies, ResponseRecord),
+        to_frame(tasks, PredictionTaskRecord),
+        kinds={"input_prediction": InputPrediction()},
+        code_by_function={"f": code},
+        run_inputs=run_inputs,
+    )
+    return {row["task_id"]: row for row in frame.iter_rows(named=True)}
+
+
 def test_input_predictions_are_verified_by_running_the_code(executor):
     code = "def main_solution(a, b):\n    return a * b\n"
+    verdicts = _judge_inputs(
+        executor,
+        code,
+        "12",
+        {
+            "right": {"a": 3, "b": 4},
+            "other": {"a": 2, "b": 6},
+            "close": {"a": 1.0, "b": 12.005},
+            "wrong": {"a": 3, "b": 3},
+            "bad_key": {"c": 1},
+            "not_obj": [3, 4],
+        },
+    )
+    assert verdicts["right"]["status"] == "correct" and verdicts["right"]["actual"] == "12"
+    assert verdicts["other"]["status"] == "correct"  # another feasible input is right too
+    assert verdicts["close"]["status"] == "correct"  # 12.005 is within 1e-3 of 12
+    assert verdicts["wrong"]["status"] == "wrong" and verdicts["wrong"]["actual"] == "9"
+    assert verdicts["bad_key"]["status"] == "exec_error"
+    assert "TypeError" in verdicts["bad_key"]["feedback"]
+    assert verdicts["not_obj"]["status"] == "missing_key"  # the kind refuses it, nothing runs
     loop = "def main_solution(x):\n    while True:\n        pass\n"
-    checks = [
-        InputCheck(id="right", code=code, predicted_input={"a": 3, "b": 4}, expected_output="12"),
-        InputCheck(id="other", code=code, predicted_input={"a": 2, "b": 6}, expected_output="12"),
-        InputCheck(
-            id="close", code=code, predicted_input={"a": 1.0, "b": 12.005}, expected_output="12"
-        ),
-        InputCheck(id="wrong", code=code, predicted_input={"a": 3, "b": 3}, expected_output="12"),
-        InputCheck(id="bad_key", code=code, predicted_input={"c": 1}, expected_output="12"),
-        InputCheck(id="not_obj", code=code, predicted_input=[3, 4], expected_output="12"),
-        InputCheck(id="loop", code=loop, predicted_input={"x": 1}, expected_output="1"),
-    ]
-    verdicts = {v.id: v for v in check_input_predictions(executor, checks)}
-    assert verdicts["right"].status == "correct" and verdicts["right"].actual_output == "12"
-    assert verdicts["other"].status == "correct"  # another feasible input is right too
-    assert verdicts["close"].status == "correct"  # 12.005 is within 1e-3 of 12
-    assert verdicts["wrong"].status == "wrong" and verdicts["wrong"].actual_output == "9"
-    assert verdicts["bad_key"].status == "exec_error" and "TypeError" in verdicts["bad_key"].error
-    assert verdicts["not_obj"].status == "exec_error" and "JSON object" in verdicts["not_obj"].error
-    assert verdicts["loop"].status == "timeout"
-
-
-def test_input_check_rejects_non_json_expected_output(executor):
-    bad = InputCheck(id="x", code="", predicted_input={}, expected_output="{oops")
-    with pytest.raises(ValueError, match="'x': expected_output is not JSON"):
-        check_input_predictions(executor, [bad])
+    assert _judge_inputs(executor, loop, "1", {"loop": {"x": 1}})["loop"]["status"] == "timeout"
 
 
 # Jailed code can find the shared reply buffer among its own process's objects and write a reply
@@ -228,15 +271,12 @@ def main_solution(x):
 
 
 def test_forged_reply_to_an_input_check_is_an_exec_error(executor):
-    code = "def main_solution(a):\n    return a\n"
-    checks = [
-        InputCheck(id="forged", code=_FORGER, predicted_input={"x": 1}, expected_output="1"),
-        InputCheck(id="honest", code=code, predicted_input={"a": 1}, expected_output="1"),
-    ]
-    verdicts = {v.id: v for v in check_input_predictions(executor, checks)}
-    assert verdicts["forged"].status == "exec_error"
-    assert "invalid_output" in verdicts["forged"].error
-    assert verdicts["honest"].status == "correct"
+    forged = _judge_inputs(executor, _FORGER, "1", {"forged": {"x": 1}})["forged"]
+    assert forged["status"] == "exec_error" and "invalid_output" in forged["feedback"]
+    honest = "def main_solution(x):\n    return x\n"
+    assert _judge_inputs(executor, honest, "1", {"honest": {"x": 1}})["honest"]["status"] == (
+        "correct"
+    )
 
 
 STATEFUL = """
