@@ -52,6 +52,7 @@ class IOPairOutcome(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
     conversions: list[str] = Field(default_factory=list)
+    duration_ms: float = 0.0
 
 
 _DROP_FOR_REPLY = {
@@ -129,9 +130,18 @@ def generate_io_pairs(
     for out in outcomes:
         if out.status == "ok" and len(out.pairs) < limits.min_pairs:
             out.status = _drop_reason(out.counts)
+    for out, reply in zip(outcomes, replies, strict=True):
+        out.duration_ms = _duration(reply)
     if limits.determinism_check:
         _recheck(executor, functions, outcomes, cache)
     return outcomes
+
+
+def _duration(reply: dict[str, Any]) -> float:
+    try:
+        return float(reply.get("duration_ms") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _outcome(fn: FunctionSpec, reply: dict[str, Any]) -> IOPairOutcome:
@@ -177,14 +187,21 @@ def _recheck(
     cache: ResultCache | None,
 ) -> None:
     """Re-run every kept pair, each call in a fresh process under another hash seed, one job per
-    function; a function with any pair that does not come out the same loses all its pairs."""
+    function; a function with any pair that does not come out the same loses all its pairs.
+
+    The functions whose generation took longest go first, so that no worker is left alone with
+    one slow function at the end (the generation's duration comes with its reply, cached too,
+    so a rerun orders its requests the same way).
+    """
     other_seed = (executor.settings.hash_seed + 1) % (1 << 32)
     code_of = {fn.id: fn.code for fn in functions}
     requests = []
     where = []
     settings = executor.settings
     call_wall = settings.timeout_s
-    for oi, out in enumerate(outcomes):
+    order = sorted(range(len(outcomes)), key=lambda i: -outcomes[i].duration_ms)
+    for oi in order:
+        out = outcomes[oi]
         if out.status != "ok":
             continue
         n = len(out.pairs)
