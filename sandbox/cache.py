@@ -123,6 +123,15 @@ class SqliteResultCache(ResultCache):
         self._db.close()
 
 
-def open_result_cache(data_dir: Path) -> ResultCache:
-    """The project's sandbox result cache under its data folder."""
-    return SqliteResultCache(Path(data_dir) / "cache" / "sandbox_results.sqlite")
+def open_result_cache(data_dir: Any) -> ResultCache:
+    """The project's sandbox result cache.
+
+    Beside the stage tables when `data_dir` is a local folder; in this machine's cache folder
+    (`$CODEIO_CACHE_DIR`, as the LLM cache) when `data_dir` is object storage, since SQLite needs
+    a local file. A store shared by several machines plugs in as another `ResultCache`.
+    """
+    if isinstance(data_dir, Path):
+        return SqliteResultCache(data_dir / "cache" / "sandbox_results.sqlite")
+    from codeio_dagster.llm.settings import default_cache_dir
+
+    return SqliteResultCache(default_cache_dir() / "sandbox_results.sqlite")
