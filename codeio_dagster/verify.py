@@ -80,8 +80,13 @@ def judge(
             check = kind.check_answer(extraction.value, task)
             if check.status == "needs_execution":
                 # The sandbox only runs it; what the output means is the kind's to judge.
+                if not isinstance(check.run_input, dict):
+                    raise TypeError(
+                        f"task kind {kind.name!r} asked to run {type(check.run_input).__name__}, "
+                        "not a JSON object of keyword arguments"
+                    )
                 run = InputRun(
-                    resp["task_id"], code_by_function[task["function_id"]], check.run_input or {}
+                    resp["task_id"], code_by_function[task["function_id"]], check.run_input
                 )
                 pending.append((resp, task, run, answer))
             else:
