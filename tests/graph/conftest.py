@@ -76,7 +76,8 @@ def reply_for(messages: list[dict]) -> str:
 
 
 class ScriptedLLM:
-    """`reply(messages) -> content` picks each reply (default: `reply_for`)."""
+    """`reply(messages) -> content` picks each reply (default: `reply_for`); an int instead of
+    content is answered as that HTTP error status."""
 
     def __init__(self, reply=reply_for):
         self.requests: list[dict] = []
@@ -90,6 +91,14 @@ class ScriptedLLM:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 content = reply(body["messages"])
+                if isinstance(content, int):
+                    error = json.dumps({"error": {"message": "scripted failure"}}).encode()
+                    self.send_response(content)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
                 payload = {
                     "id": f"cmpl-{len(outer.requests)}",
                     "object": "chat.completion",
@@ -176,4 +185,5 @@ def graph_files():
         write_config=write_config,
         ScriptedLLM=ScriptedLLM,
         REFACTOR_REPLY=REFACTOR_REPLY,
+        reply_for=reply_for,
     )
