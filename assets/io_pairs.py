@@ -35,6 +35,7 @@ def io_pairs(
         for row in functions.iter_rows(named=True)
     ]
     with sandbox.executor() as executor, open_result_cache(codeio.config.data_dir) as cache:
+        executor.progress = context.asset_key.to_user_string()
         outcomes = generate_io_pairs(executor, specs, codeio.config.io_pairs, cache=cache)
     records = [
         IOPairsRecord(

@@ -53,6 +53,7 @@ def build_verdicts(turn: int) -> dg.AssetsDefinition:
         # Cached runs quote the same actual output on every rerun, so feedback (and with it
         # the revision prompt, and the LLM cache key) never changes for unchanged replies.
         with sandbox.executor() as executor, open_result_cache(codeio.config.data_dir) as cache:
+            executor.progress = context.asset_key.to_user_string()
 
             def run_inputs(runs):
                 jobs = [Job(id=r.task_id, code=r.code, input=r.predicted_input) for r in runs]

@@ -1,4 +1,4 @@
-"""The `codeio` command line: sandbox tools, dataset pulls and the demo, without Dagster's UI."""
+"""The `codeio` command line: build datasets, the demo, sandbox tools and dataset pulls."""
 
 from __future__ import annotations
 
@@ -6,29 +6,32 @@ import argparse
 import importlib
 import sys
 
-# Each subcommand lives beside the code it drives and registers itself; imports are lazy so
-# that `codeio --help` stays fast and a missing optional dependency only affects its command.
+# Each subcommand lives beside the code it drives and registers itself. Only the module of the
+# command being run is imported: `codeio --help` and `codeio pull` never import Dagster (seconds
+# of CPU), and a missing optional dependency only affects its own command.
 _SUBCOMMANDS = {
-    "sandbox": "codeio_dagster.sandbox.cli",
-    "pull": "codeio_dagster.publish.cli",
-    "demo": "codeio_dagster.demo",
+    "build": ("codeio_dagster.build", "land new raw code and build the shards that need it"),
+    "demo": ("codeio_dagster.demo", "build the datasets from the bundled sample"),
+    "sandbox": ("codeio_dagster.sandbox.cli", "run untrusted code in the nsjail sandbox"),
+    "pull": ("codeio_dagster.publish.cli", "download a published dataset at a pinned revision"),
 }
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, only that subcommand's module is imported and fully registered."""
     parser = argparse.ArgumentParser(prog="codeio", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in _SUBCOMMANDS.items():
-        if only is not None and name != only:
-            sub.add_parser(name, help=f"(see `codeio {name} --help`)")
-            continue
-        importlib.import_module(module).add_parser(sub)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, summary) in _SUBCOMMANDS.items():
+        if name == only:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and not argv[0].startswith("-") else None
+    command = argv[0] if argv and argv[0] in _SUBCOMMANDS else None
     args = build_parser(only=command).parse_args(argv)
     return int(args.func(args) or 0)
 

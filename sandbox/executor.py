@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeio_dagster.progress import Progress
 from codeio_dagster.sandbox.cache import ResultCache, result_key
 from codeio_dagster.sandbox.jail import (
     SANDBOX_SRC,
@@ -261,7 +262,7 @@ class _Batch:
         self,
         executor: Executor,
         requests: Sequence[tuple[int | None, dict[str, Any]]],
-        progress: bool,
+        progress: bool | str,
         on_reply: Callable[[int, dict[str, Any]], None] | None,
     ):
         self.ex = executor
@@ -276,7 +277,12 @@ class _Batch:
             key = (default_seed if seed is None else seed, executor.is_heavy(req["code"]))
             self.pending.setdefault(key, deque()).append(i)
         self.slots: list[_Worker | None] = [None] * executor.settings.worker_count()
-        self.bar = _progress_bar(len(requests)) if progress else None
+        label = progress if isinstance(progress, str) else executor.progress
+        if label and requests:
+            # A stage's jobs (Executor.progress): log lines for the UI's run log and the CLI.
+            self.bar: Any = Progress(label, len(requests), log=log, unit="sandbox jobs")
+        else:
+            self.bar = _progress_bar(len(requests)) if progress is True else None
         self.sel = selectors.DefaultSelector()
 
     def run(self) -> list[dict[str, Any]]:
@@ -439,6 +445,8 @@ class Executor:
         # benchmarks count.
         self.jail_starts: dict[tuple[int, bool], int] = {}
         self.requests_run = 0
+        # A stage sets its name here to have its batches' progress logged as lines.
+        self.progress: str | None = None
 
     @property
     def scratch(self) -> Path:
@@ -506,6 +514,12 @@ class Executor:
             pool = self._pools.get(key)
             if pool is None:
                 count = self.settings.worker_count()
+                log.info(
+                    "sandbox: warming %d %s jail(s)%s",
+                    count,
+                    "heavy" if heavy else "light",
+                    " (preloading numpy, scipy, ...)" if heavy else "",
+                )
                 pool = [_Worker(self, hash_seed, heavy, i) for i in range(count)]
                 self._pools[key] = pool
         return pool

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_
 from codeio_dagster.llm.cache import ResponseCache, request_key
 from codeio_dagster.llm.settings import LLMSettings, Price
 from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
+from codeio_dagster.progress import Progress
 
 _logger = logging.getLogger(__name__)
 
@@ -499,16 +500,16 @@ class RequestBatch:
         """All the steps; `connect` is called (in a thread) only when something must be sent."""
         started = time.monotonic()
         to_send = self.deduplicate(self.look_up())
-        if progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(
-                total=len(self.requests),
+        if progress and to_send:
+            # Log lines, not a terminal bar: the UI's run log and `codeio build` show them.
+            self._bar = Progress(
+                progress if isinstance(progress, str) else "LLM",
+                len(self.requests),
+                log=self.log,
                 initial=len(self.requests) - sum(map(len, self.groups.values())),
-                desc=progress if isinstance(progress, str) else None,
             )
-        # connect() may fail (the embedded model does not start, no key): the bar must not stay
-        # open on stderr or in tqdm's registry of live bars.
+        # connect() may fail (the embedded model does not start, no key): the progress is
+        # closed all the same.
         try:
             if to_send:
                 endpoint = await asyncio.to_thread(connect)

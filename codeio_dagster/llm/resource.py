@@ -90,7 +90,7 @@ class LLMResource(dg.ConfigurableResource):
     ) -> tuple[list[LLMOutcome], LLMStats]:
         """Complete all requests; outcomes in input order, exactly one per request.
 
-        `progress` shows a bar on stderr, labelled with it when it is a string.
+        `progress` logs progress lines through `log`, labelled with it when it is a string.
         """
         requests = list(requests)
         settings = self.settings

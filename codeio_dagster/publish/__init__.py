@@ -1,14 +1,33 @@
 """Publishing finished shards to the Hugging Face Hub (or a folder laid out like it) and pulling."""
 
-from codeio_dagster.publish.card import CardInfo
-from codeio_dagster.publish.resources import (
-    HubPublisher,
-    LocalFolderPublisher,
-    PublisherResource,
-    PublishError,
-    PublishResult,
-)
-from codeio_dagster.publish.settings import PublishSettings, publisher_from_settings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# Names resolve on first use (PEP 562), so `codeio pull`, which imports publish.cli, does not
+# pay for Dagster, which the publishers need and the pull does not.
+_EXPORTS = {
+    "CardInfo": "codeio_dagster.publish.card",
+    "HubPublisher": "codeio_dagster.publish.resources",
+    "LocalFolderPublisher": "codeio_dagster.publish.resources",
+    "PublishError": "codeio_dagster.publish.resources",
+    "PublishResult": "codeio_dagster.publish.resources",
+    "PublisherResource": "codeio_dagster.publish.resources",
+    "PublishSettings": "codeio_dagster.publish.settings",
+    "publisher_from_settings": "codeio_dagster.publish.settings",
+}
+
+if TYPE_CHECKING:
+    from codeio_dagster.publish.card import CardInfo
+    from codeio_dagster.publish.resources import (
+        HubPublisher,
+        LocalFolderPublisher,
+        PublisherResource,
+        PublishError,
+        PublishResult,
+    )
+    from codeio_dagster.publish.settings import PublishSettings, publisher_from_settings
 
 __all__ = [
     "CardInfo",
@@ -20,3 +39,9 @@ __all__ = [
     "PublisherResource",
     "publisher_from_settings",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

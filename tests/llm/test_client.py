@@ -380,26 +380,49 @@ def test_embedded_model_cache_key_follows_the_pinned_weights(
     assert scripted_server.count() == 3
 
 
-def test_progress_bar_is_closed_when_the_embedded_model_fails_to_start(tmp_path, monkeypatch):
-    import tqdm.auto
+def test_progress_is_closed_when_the_embedded_model_fails_to_start(tmp_path, monkeypatch):
+    import codeio_dagster.llm.client as client
 
     closed = []
 
-    class RecordingBar(tqdm.auto.tqdm):
+    class RecordingProgress(client.Progress):
         def close(self):
-            closed.append(self.desc)
+            closed.append(self.label)
             super().close()
 
     def refuse(self):
         raise LocalModelError("model weight packages not installed")
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    monkeypatch.setattr(client, "Progress", RecordingProgress)
     monkeypatch.setattr(LocalModelServer, "start", refuse)
     local = LLMResource.from_settings(LLMSettings(cache_path=tmp_path / "cache.sqlite"))
     request = ChatRequest(key="k", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(LocalModelError, match="not installed"):
         local.complete_many([request], progress="answers")
     assert closed == ["answers"]
+
+
+def test_progress_is_logged_as_lines(scripted_server, tmp_path):
+    lines = []
+
+    class Log:
+        def info(self, message):
+            lines.append(message)
+
+        warning = error = info
+
+    llm = make_resource(scripted_server, tmp_path)
+    llm.complete_many([req("a")], progress="answers", log=Log())
+    llm.complete_many([req("a"), req("b")], progress="answers", log=Log())
+    progress = [line for line in lines if line.startswith("answers: ")]
+    assert progress == [
+        "answers: 1 of 1 requests to do",
+        progress[1],
+        "answers: 1 of 2 requests to do (1 already done)",
+        progress[3],
+    ]
+    assert progress[1].startswith("answers: 1/1 requests (100%), ")
+    assert progress[3].startswith("answers: 2/2 requests (100%), ")
 
 
 def test_cache_disabled_sends_every_time(scripted_server, tmp_path):

@@ -1,0 +1,378 @@
+"""`codeio build`: land new raw code and run the code location's job for the shards that need it.
+
+Runs are launched the way the UI launches them: a run of `codeio_job` in the code location
+`codeio_dagster` (the name `workspace.yaml` gives it), created on the instance in
+`$DAGSTER_HOME` and submitted through it, so the configured run coordinator (a queue) and run
+launcher (a subprocess, Ray, ...) apply, and the UI can show and re-execute every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOCATION = "codeio_dagster"  # as in workspace.yaml, so `make dev` serves the runs' location
+JOB = "codeio_job"
+DEFINITIONS_MODULE = "codeio_dagster.definitions"
+
+# Written into a DAGSTER_HOME that has no dagster.yaml (Dagster warns on every command without
+# one). It keeps Dagster's defaults and routes the project's own progress lines (model start,
+# jails, batches) into each run's event log, where the UI and `codeio build` show them.
+DEFAULT_DAGSTER_YAML = """\
+# Written by `codeio build` / `codeio demo` because this DAGSTER_HOME had no dagster.yaml.
+# Dagster's defaults apply: SQLite storage here, runs launched as local subprocesses.
+# See https://docs.dagster.io/deployment/oss/dagster-yaml for run queues and launchers.
+python_logs:
+  python_log_level: INFO
+  managed_python_loggers: [codeio_dagster]
+# Dagster sends anonymised usage statistics unless you opt out; to opt out, uncomment:
+# telemetry:
+#   enabled: false
+"""
+
+# The run's own console shows warnings only: its progress reaches the terminal (and the UI)
+# through the event log, which keeps every level.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+_FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+class BuildError(Exception):
+    """A build that cannot start or finish, said in words that point at the fix."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "build",
+        help="land new raw code and build the shards that need it",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--shard",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="build this shard even if it is built already (repeatable; default: every shard "
+        "with a stage not yet materialised)",
+    )
+    parser.set_defaults(func=run)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="the codeio.yaml to use (default: $CODEIO_CONFIG, else ./codeio.yaml)",
+    )
+
+
+def config_path(given: str | None) -> Path:
+    from codeio_dagster.config import CONFIG_ENV, DEFAULT_CONFIG
+
+    return Path(given or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
+
+
+def dagster_home() -> Path:
+    """$DAGSTER_HOME (set to ./.dagster_home, as `make dev` uses, when unset), with a dagster.yaml."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    yaml_path = home / "dagster.yaml"
+    if not yaml_path.exists():
+        yaml_path.write_text(DEFAULT_DAGSTER_YAML)
+    return home
+
+
+def announce_telemetry(instance, home: Path) -> None:
+    """Say in one line, instead of Dagster's banner in the middle of a run, that telemetry is on.
+
+    Dagster prints its banner the first time a process finds no instance id in DAGSTER_HOME; the
+    id is created here with the banner swallowed. Whether telemetry is on stays the user's choice.
+    """
+    import contextlib
+    import io
+
+    if not instance.telemetry_enabled or (home / ".telemetry" / "id.yaml").exists():
+        return
+    from dagster_shared.telemetry import get_or_set_instance_id
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        get_or_set_instance_id()
+    say(
+        "Dagster sends anonymised usage statistics unless you opt out: set "
+        f"`telemetry: {{enabled: false}}` in {home / 'dagster.yaml'}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    return build(config_path(args.config), shards=args.shard)
+
+
+def say(message: str) -> None:
+    print(f"[codeio] {message}", flush=True)
+
+
+@dataclass
+class BuildResult:
+    shards: list[str]
+    runs: dict[str, str] = field(default_factory=dict)  # shard -> run id
+    failed: list[str] = field(default_factory=list)
+
+
+def build(
+    path: Path,
+    shards: Sequence[str] = (),
+    *,
+    every_shard: bool = False,
+    result: BuildResult | None = None,
+) -> int:
+    """Land, then launch one run of the location's job per shard that needs it; 0 when all pass."""
+    from codeio_dagster.config import CONFIG_ENV, ConfigError, load_config
+
+    started = time.monotonic()
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    # The code location (a code server process, and any run it launches) reads the same file.
+    os.environ[CONFIG_ENV] = str(path)
+    home = dagster_home()
+    import dagster as dg
+
+    from codeio_dagster.partitions import shards as shards_def
+    from codeio_dagster.shards import Landing, land_new_shards
+
+    instance = dg.DagsterInstance.get()
+    announce_telemetry(instance, home)
+    say("landing new raw code ...")
+    landing = Landing(config.data_dir / "landing")
+    new = land_new_shards(config, landing)
+    names = sorted(landing.index().get_column("shard").unique().to_list())
+    say(f"{len(new)} new shard(s); {len(names)} in all")
+    missing = [n for n in names if not instance.has_dynamic_partition(shards_def.name, n)]
+    if missing:
+        instance.add_dynamic_partitions(shards_def.name, missing)
+    unknown = sorted(set(shards) - set(names))
+    if unknown:
+        print(
+            f"codeio build: no shard named {', '.join(unknown)}; landed shards: "
+            f"{', '.join(names) or 'none'}",
+            file=sys.stderr,
+        )
+        return 2
+
+    say(f"loading the code location {LOCATION} ...")
+    with code_location(instance, path.parent) as (process, context, location, repo):
+        keys = sorted(repo.asset_graph.materializable_asset_keys, key=lambda k: k.path)
+        # Check steps take a moment each; the tail names them only when one does not pass.
+        assets = {k.path[-1] for k in keys}
+        if shards:
+            todo = list(dict.fromkeys(shards))
+        elif every_shard:
+            todo = names
+        else:
+            built = [instance.get_materialized_partitions(k) for k in keys]
+            todo = [n for n in names if not all(n in b for b in built)]
+        if not todo:
+            say(f"all {len(names)} shard(s) are built; nothing to do (--shard NAME rebuilds one)")
+        result = result if result is not None else BuildResult(shards=todo)
+        result.shards = todo
+        for shard in todo:
+            say(f"shard {shard}: launching a run of {JOB} ({time.monotonic() - started:.0f}s)")
+            run_id = launch(instance, context, location, repo, shard)
+            result.runs[shard] = run_id
+            status = follow(instance, run_id, shard, queue=RunQueue(process), steps=assets)
+            if status != "SUCCESS":
+                result.failed.append(shard)
+                say(
+                    f"shard {shard}: run {run_id} ended {status}; open it in the Dagster UI "
+                    f"(DAGSTER_HOME={home} make dev), fix the cause and re-execute it there"
+                )
+                return 1
+    say(f"done in {time.monotonic() - started:.0f}s; runs are in DAGSTER_HOME={home}")
+    return 0
+
+
+@contextmanager
+def code_location(instance, working_directory: Path) -> Iterator[tuple]:
+    """The project's code location, served by a code server process as `dagster dev` would."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import ModuleTarget
+
+    target = ModuleTarget(
+        module_name=DEFINITIONS_MODULE,
+        attribute=None,
+        working_directory=str(working_directory),
+        location_name=LOCATION,
+    )
+    with WorkspaceProcessContext(
+        instance, target, version="", code_server_log_level="WARNING"
+    ) as process_context:
+        context = process_context.create_request_context()
+        errors = context.code_location_errors()
+        if errors:
+            raise BuildError(f"the code location did not load:\n{errors[0].to_string()}")
+        location = context.get_code_location(LOCATION)
+        (repo,) = location.get_repositories().values()
+        yield process_context, context, location, repo
+
+
+class RunQueue:
+    """Dequeues queued runs when the instance queues runs and no Dagster daemon serves the queue.
+
+    The instance's queue (its limits, its run launcher) still decides; this only does what
+    `dagster-daemon run` would, while `codeio build` waits, so that a build on a fresh
+    DAGSTER_HOME (Dagster queues runs by default) does not wait for a daemon nobody started.
+    """
+
+    def __init__(self, process_context):
+        self.process_context = process_context
+        self.daemon = None
+
+    def daemon_running(self) -> bool:
+        from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+            QueuedRunCoordinatorDaemon,
+        )
+
+        kind = QueuedRunCoordinatorDaemon.daemon_type()
+        status = self.process_context.instance.get_daemon_statuses([kind]).get(kind)
+        return bool(status and status.healthy)
+
+    def serve_once(self) -> None:
+        from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+            QueuedRunCoordinatorDaemon,
+        )
+
+        if self.daemon is None:
+            self.daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+        list(self.daemon.run_iteration(self.process_context))
+
+
+def launch(instance, context, location, repo, shard: str) -> str:
+    """Create a run of the location's job for one shard and submit it through the instance."""
+    from dagster._core.definitions.selector import JobSubsetSelector
+
+    remote_job = location.get_job(
+        JobSubsetSelector(
+            location_name=location.name,
+            repository_name=repo.name,
+            job_name=JOB,
+            op_selection=None,
+        )
+    )
+    plan = location.get_execution_plan(
+        remote_job, RUN_CONFIG, step_keys_to_execute=None, known_state=None, instance=instance
+    ).execution_plan_snapshot
+    run = instance.create_run(
+        job_name=JOB,
+        run_id=None,
+        run_config=RUN_CONFIG,
+        resolved_op_selection=None,
+        step_keys_to_execute=plan.step_keys_to_execute,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags={**remote_job.tags, "dagster/partition": shard, "codeio/launched_by": "codeio"},
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repo.asset_graph,
+    )
+    instance.submit_run(run.run_id, context)
+    return run.run_id
+
+
+def follow(
+    instance,
+    run_id: str,
+    shard: str,
+    *,
+    queue: RunQueue | None = None,
+    steps: set[str] | None = None,
+    out: Callable[[str], None] = say,
+    poll_s: float = 0.5,
+) -> str:
+    """Print the run's progress from its event log until it ends; returns its final status."""
+    cursor = None
+    hinted = False
+    serve = None
+    step_started: dict[str, float] = {}
+    while True:
+        records = instance.get_records_for_run(run_id, cursor=cursor)
+        cursor = records.cursor
+        for record in records.records:
+            line = describe(record.event_log_entry, step_started, steps)
+            if line:
+                out(f"{shard}: {line}")
+        status = instance.get_run_by_id(run_id).status.value
+        if status in _FINISHED and not records.has_more:
+            return status
+        if status == "QUEUED" and queue is not None:
+            if serve is None:
+                serve = not queue.daemon_running()
+                out(
+                    f"queued (run {run_id}); "
+                    + (
+                        "no Dagster daemon is running, so this command dequeues it (the "
+                        "instance's queue limits and run launcher apply)"
+                        if serve
+                        else "the Dagster daemon will start it"
+                    )
+                )
+            if serve:
+                queue.serve_once()
+        elif status == "QUEUED" and not hinted:
+            out(f"queued (run {run_id}); the Dagster daemon (`dagster-daemon run`) starts it")
+            hinted = True
+        if not records.has_more:
+            time.sleep(poll_s)
+
+
+def describe(entry, step_started: dict[str, float], steps: set[str] | None = None) -> str | None:
+    """One progress line for an event-log entry, or None for what a terminal need not show.
+
+    Starts and ends are shown for the steps in `steps` (all when None); failures for every step.
+    """
+    from dagster import DagsterEventType
+
+    event = entry.dagster_event
+    if event is None:
+        # A message the project logged (context.log or a managed Python logger).
+        return f"  {entry.user_message}" if entry.level >= 20 else None
+    kind = event.event_type
+    step = event.step_key
+    quiet = steps is not None and step not in steps
+    if quiet and kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+        return None
+    if kind == DagsterEventType.STEP_START:
+        step_started[step] = entry.timestamp
+        return f"{step} ..."
+    if kind == DagsterEventType.STEP_SUCCESS:
+        took = entry.timestamp - step_started.get(step, entry.timestamp)
+        return f"{step} done ({took:.0f}s)"
+    if kind == DagsterEventType.STEP_FAILURE:
+        error = event.step_failure_data.error
+        return f"{step} FAILED: {error.message.strip() if error else event.message}"
+    if kind == DagsterEventType.ASSET_CHECK_EVALUATION:
+        data = event.event_specific_data
+        if not data.passed:
+            return f"check {data.check_name} on {data.asset_key.to_user_string()} did not pass"
+        return None
+    if kind in (DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED):
+        return event.message
+    if kind == DagsterEventType.ENGINE_EVENT and event.message.startswith("Started process"):
+        return "run process started"
+    return None
