@@ -42,6 +42,7 @@ system-deps:
 	    { apt-get update -qq && apt-get install -y -qq chromium; }; \
 	else \
 	  command -v /usr/bin/python3 >/dev/null || { echo "not root: install Debian's python3 (sudo apt-get install python3) for the sandbox runtime"; exit 1; }; \
+	  command -v chromium >/dev/null || echo "not root: without Debian's chromium (sudo apt-get install chromium) the UI test skips its browser check"; \
 	fi
 
 setup: $(STAMP) system-deps
