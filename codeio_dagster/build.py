@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 LOCATION = "codeio_dagster"  # as in workspace.yaml, so `make dev` serves the runs' location
@@ -60,8 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="build this shard even if it is built already (repeatable; default: every shard "
-        "with a stage not yet materialised)",
+        help="only this shard (repeatable; default: every landed shard); a shard runs only "
+        "its stale stages, as the UI marks them",
     )
     parser.set_defaults(func=run)
 
@@ -112,28 +111,19 @@ def announce_telemetry(instance, home: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return build(config_path(args.config), shards=args.shard)
+    try:
+        return build(config_path(args.config), shards=args.shard)
+    except BuildError as err:
+        print(f"codeio build: {err}", file=sys.stderr)
+        return 1
 
 
 def say(message: str) -> None:
     print(f"[codeio] {message}", flush=True)
 
 
-@dataclass
-class BuildResult:
-    shards: list[str]
-    runs: dict[str, str] = field(default_factory=dict)  # shard -> run id
-    failed: list[str] = field(default_factory=list)
-
-
-def build(
-    path: Path,
-    shards: Sequence[str] = (),
-    *,
-    every_shard: bool = False,
-    result: BuildResult | None = None,
-) -> int:
-    """Land, then launch one run of the location's job per shard that needs it; 0 when all pass."""
+def build(path: Path, shards: Sequence[str] = ()) -> int:
+    """Land, then launch one run of the location's job per shard with stale assets; 0 when all pass."""
     from codeio_dagster.config import CONFIG_ENV, ConfigError, load_config
 
     started = time.monotonic()
@@ -147,8 +137,10 @@ def build(
     home = dagster_home()
     import dagster as dg
 
-    from codeio_dagster.partitions import shards as shards_def
+    from codeio_dagster.assets import build_assets
+    from codeio_dagster.partitions import add_missing_shards
     from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.versions import stale_assets
 
     instance = dg.DagsterInstance.get()
     announce_telemetry(instance, home)
@@ -157,9 +149,7 @@ def build(
     new = land_new_shards(config, landing)
     names = sorted(landing.index().get_column("shard").unique().to_list())
     say(f"{len(new)} new shard(s); {len(names)} in all")
-    missing = [n for n in names if not instance.has_dynamic_partition(shards_def.name, n)]
-    if missing:
-        instance.add_dynamic_partitions(shards_def.name, missing)
+    add_missing_shards(instance, names)
     unknown = sorted(set(shards) - set(names))
     if unknown:
         print(
@@ -169,29 +159,34 @@ def build(
         )
         return 2
 
+    # What the UI would mark stale: missing, or older than the code, config or inputs.
+    graph = build_assets(config)
+    todo: dict[str, list] = {}
+    for shard in list(dict.fromkeys(shards)) or names:
+        stale = stale_assets(instance, graph, shard)
+        if stale:
+            todo[shard] = stale
+        else:
+            say(f"shard {shard} is up to date: skipped")
+    if not todo:
+        say(f"done in {time.monotonic() - started:.0f}s; nothing was stale")
+        return 0
+
     say(f"loading the code location {LOCATION} ...")
     with code_location(instance, path.parent) as (process, context, location, repo):
-        keys = sorted(repo.asset_graph.materializable_asset_keys, key=lambda k: k.path)
-        # Check steps take a moment each; the tail names them only when one does not pass.
-        assets = {k.path[-1] for k in keys}
-        if shards:
-            todo = list(dict.fromkeys(shards))
-        elif every_shard:
-            todo = names
-        else:
-            built = [instance.get_materialized_partitions(k) for k in keys]
-            todo = [n for n in names if not all(n in b for b in built)]
-        if not todo:
-            say(f"all {len(names)} shard(s) are built; nothing to do (--shard NAME rebuilds one)")
-        result = result if result is not None else BuildResult(shards=todo)
-        result.shards = todo
-        for shard in todo:
-            say(f"shard {shard}: launching a run of {JOB} ({time.monotonic() - started:.0f}s)")
-            run_id = launch(instance, context, location, repo, shard)
-            result.runs[shard] = run_id
-            status = follow(instance, run_id, shard, queue=RunQueue(process), steps=assets)
+        every = set(repo.asset_graph.materializable_asset_keys)
+        # Only asset steps are announced; a check step is named when it does not pass.
+        assets = {k.path[-1] for k in every}
+        queue = RunQueue(process)
+        for shard, stale in todo.items():
+            selection = None if set(stale) >= every else stale
+            what = "all stages" if selection is None else f"{len(stale)} stale stage(s)"
+            say(
+                f"shard {shard}: launching a run of {JOB} for {what} ({time.monotonic() - started:.0f}s)"
+            )
+            run_id = launch(instance, context, location, repo, shard, selection)
+            status = follow(instance, run_id, shard, queue=queue, steps=assets)
             if status != "SUCCESS":
-                result.failed.append(shard)
                 say(
                     f"shard {shard}: run {run_id} ended {status}; open it in the Dagster UI "
                     f"(DAGSTER_HOME={home} make dev), fix the cause and re-execute it there"
@@ -256,8 +251,9 @@ class RunQueue:
         list(self.daemon.run_iteration(self.process_context))
 
 
-def launch(instance, context, location, repo, shard: str) -> str:
-    """Create a run of the location's job for one shard and submit it through the instance."""
+def launch(instance, context, location, repo, shard: str, selection=None) -> str:
+    """Create a run of the location's job for one shard (all its assets, or `selection`) and
+    submit it through the instance, as the UI's "Materialize" does."""
     from dagster._core.definitions.selector import JobSubsetSelector
 
     remote_job = location.get_job(
@@ -266,6 +262,7 @@ def launch(instance, context, location, repo, shard: str) -> str:
             repository_name=repo.name,
             job_name=JOB,
             op_selection=None,
+            asset_selection=selection,
         )
     )
     plan = location.get_execution_plan(
@@ -287,7 +284,7 @@ def launch(instance, context, location, repo, shard: str) -> str:
         parent_job_snapshot=remote_job.parent_job_snapshot,
         remote_job_origin=remote_job.get_remote_origin(),
         job_code_origin=remote_job.get_python_origin(),
-        asset_selection=None,
+        asset_selection=frozenset(selection) if selection is not None else None,
         asset_check_selection=None,
         asset_graph=repo.asset_graph,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 
@@ -21,11 +22,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from codeio_dagster.build import build, config_path
+    from codeio_dagster.build import BuildError, build, config_path
 
     start = time.perf_counter()
     path = config_path(args.config)
-    code = build(path)
+    try:
+        code = build(path)
+    except BuildError as err:
+        print(f"codeio demo: {err}", file=sys.stderr)
+        return 1
     if code != 0:
         return code
 

@@ -137,12 +137,12 @@ def test_build_runs_are_runs_of_the_locations_job_and_re_executable_in_the_ui(
     assert "t-00000:   unified_functions: 1 of 1 requests to do" in printed
     assert "sandbox: warming" in printed
     assert "t-00000: hub_publication done" in printed
-    assert "No dagster.yaml found" not in printed
+    assert "No dagster instance configuration file" not in printed
     assert "we collect usage statistics" not in printed
     assert "Dagster sends anonymised usage statistics unless you opt out" in printed
     assert (home / "dagster.yaml").is_file()
 
-    # The shard is built: a second build has nothing to do; an unknown shard is named.
+    # An unknown shard is named, with the shards there are.
     again = subprocess.run(
         [CODEIO, "build", "--shard", "nope"],
         cwd=elsewhere,
@@ -180,9 +180,6 @@ def test_build_runs_are_runs_of_the_locations_job_and_re_executable_in_the_ui(
             reexecute = button(dom, "Re-execute all")
             assert "disabled" not in reexecute and "cursor: pointer" in reexecute, reexecute
             assert not re.search(r"codeio_job[^<]{0,40}not found", dom)
-            chromium(
-                f"--screenshot={tmp_path / 'timeline.png'}", f"{url}/overview/activity/timeline"
-            )
 
         again = graphql(
             url, REEXECUTE, {"params": {"parentRunId": run["runId"], "strategy": "ALL_STEPS"}}
