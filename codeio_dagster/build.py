@@ -25,8 +25,9 @@ DEFINITIONS_MODULE = "codeio_dagster.definitions"
 # jails, batches) into each run's event log, where the UI and `codeio build` show them.
 DEFAULT_DAGSTER_YAML = """\
 # Written by `codeio build` / `codeio demo` because this DAGSTER_HOME had no dagster.yaml.
-# Dagster's defaults apply: SQLite storage here, runs launched as local subprocesses.
-# See https://docs.dagster.io/deployment/oss/dagster-yaml for run queues and launchers.
+# Dagster's defaults apply: SQLite storage here; runs are queued (served by `dagster-daemon run`,
+# or by `codeio build` while it waits) and launched as local subprocesses. Run queues, launchers
+# and storage: https://docs.dagster.io/guides/deploy/dagster-yaml
 python_logs:
   python_log_level: INFO
   managed_python_loggers: [codeio_dagster]

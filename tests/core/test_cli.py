@@ -97,3 +97,21 @@ def make_local_folder():
         return folder
 
     return make
+
+
+def test_config_flag_wins_and_the_variable_is_read_without_it(tmp_path, monkeypatch):
+    from codeio_dagster.build import config_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CODEIO_CONFIG", "from-env.yaml")
+    assert config_path(None) == tmp_path / "from-env.yaml"
+    assert config_path("given.yaml") == tmp_path / "given.yaml"
+    monkeypatch.delenv("CODEIO_CONFIG")
+    assert config_path(None) == tmp_path / "codeio.yaml"
+
+
+def test_build_names_a_missing_config_and_how_to_give_one(tmp_path):
+    result, out, err = probe("build", "--config", str(tmp_path / "absent.yaml"))
+    assert result["code"] == 2
+    assert f"config file {tmp_path / 'absent.yaml'} not found" in err
+    assert "Traceback" not in err
