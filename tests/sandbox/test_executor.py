@@ -238,3 +238,19 @@ def test_jobs_queued_behind_a_dying_worker_are_rerun(sandbox_settings):
     assert results[0].status == "killed" and "died" in results[0].error
     assert [r.output for r in results[1:]] == [str(i) for i in range(6)]
     assert worker.starts == 2
+
+
+def test_a_reply_the_host_made_up_is_never_cached(sandbox_settings, tmp_path):
+    from codeio_dagster.sandbox.cache import SqliteResultCache
+
+    settings = sandbox_settings.model_copy(update={"workers": 1})
+    job = _job("victim", "    import time\n    time.sleep(2)\n    return 'slept'")
+    with Executor(settings) as ex, SqliteResultCache(tmp_path / "c.sqlite") as cache:
+        _kill_light_worker_soon(ex, settings)
+        (victim,) = ex.run([job], cache=cache)
+        assert victim.status == "killed" and "died" in victim.error
+        before = ex.requests_run
+        (again,) = ex.run([job], cache=cache)  # not answered by the made-up reply: run again
+        assert again.status == "ok" and ex.requests_run == before + 1
+        (third,) = ex.run([job], cache=cache)  # the real reply was stored
+        assert third == again and ex.requests_run == before + 1
