@@ -1,9 +1,10 @@
 """Code versions of the assets, and which of a shard's assets are stale, so unchanged work is free.
 
 An asset's code version is a hash of the project's source (every module and prompt template of
-the `codeio_dagster` packages) and of the config keys that decide its output (`ASSET_CONFIG`).
-Every stage table gets a data version from its content (`data_version`). Dagster records the
-code version and the data versions of the inputs with every materialisation, so the UI marks a shard's asset stale when its code, its config keys or an
+the `codeio_dagster` packages), of `data_dir` and of the config keys that decide its output
+(`ASSET_CONFIG`). Every stage table gets a data version from its content (`data_version`).
+Dagster records the code version and the data versions of the inputs with every
+materialisation, so the UI marks a shard's asset stale when its code, its config keys or an
 input changed, and `stale_assets` tells `codeio demo` / `codeio build` what to run: a shard
 whose assets are all fresh is not run at all.
 
@@ -11,7 +12,8 @@ The source hash is deliberately coarse: any edit of the project's code makes eve
 (nothing is reused by mistake after a change); the LLM request cache and the sandbox result
 cache keep the re-run of unchanged work cheap. Config keys are fine-grained: changing
 `checks.min_pass_rate` makes nothing stale, changing `stages.revision` only the revision turns
-and what reads them.
+and what reads them. Plugin modules are named by the config keys, but their source is not
+hashed: after editing a plugin, change its name or rebuild the shards it touches.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def config_slice(config: CodeioConfig, asset: str) -> dict[str, Any]:
     keys = ASSET_CONFIG.get(asset, ASSET_CONFIG.get(_family(asset)))
     if keys is None:
         return {"": data}
-    return {key: _pick(data, key) for key in keys}
+    # The stored tables live under data_dir: pointed elsewhere, nothing there is fresh.
+    return {key: _pick(data, key) for key in ("data_dir", *keys)}
 
 
 def code_version(config: CodeioConfig, asset: str) -> str:

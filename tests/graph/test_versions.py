@@ -97,6 +97,9 @@ def test_code_version_follows_the_asset_config_keys(tmp_path, scripted_llm, grap
     )
     assert code_version(config, "unified_functions") != code_version(other, "unified_functions")
     assert code_version(config, "io_pairs") == code_version(other, "io_pairs")
+    # Tables stored elsewhere are not the ones Dagster recorded: everything is stale.
+    moved = config.model_copy(update={"data_dir": tmp_path / "elsewhere"})
+    assert code_version(config, "io_pairs") != code_version(moved, "io_pairs")
     # The revision-turn families share their entry; an unknown asset depends on everything.
     assert config_slice(config, "responses_turn_3") == config_slice(config, "responses_turn_1")
     assert set(config_slice(config, "some_plugin_asset")) == {""}
