@@ -22,18 +22,23 @@ PathStr = Annotated[str, BeforeValidator(_fspath)]
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, create_only: bool = False) -> Iterator[Path]:
     """A temporary name next to `path`, renamed onto it when the block ends without error.
 
     Readers see the old file or the new one whole, never half of it. The temporary name is
-    unique per write: writers sharing one would rename each other's half-written files.
+    unique per write: writers sharing one would rename each other's half-written files. With
+    `create_only`, an existing `path` is left alone and FileExistsError raised (an atomic
+    create: of writers racing for a new name, exactly one succeeds).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
     try:
         yield tmp
-        os.replace(tmp, path)
+        if create_only:
+            os.link(tmp, path)  # fails if `path` exists, unlike a rename
+        else:
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -40,7 +40,7 @@ from typing import Annotated, Any
 import polars as pl
 from pydantic import PlainSerializer, PlainValidator
 
-from codeio_dagster.fsutil import atomic_path, write_atomic
+from codeio_dagster.fsutil import atomic_path
 
 SCHEMES = ("s3",)
 _URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<bucket>[^/]+)(?P<key>(/[^/]+)*)/?$")
@@ -176,18 +176,11 @@ def _version(where: ObjectPath) -> tuple[bytes, str | None] | None:
 def write_bytes(where: Location, data: bytes, *, if_absent: bool = False) -> bool:
     """Write `data` atomically; with `if_absent`, only if nothing is there yet (returns False)."""
     if isinstance(where, Path):
-        if not if_absent:
-            write_atomic(where, data)
-            return True
-        where.parent.mkdir(parents=True, exist_ok=True)
-        tmp = where.with_name(f".{where.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
         try:
-            tmp.write_bytes(data)
-            os.link(tmp, where)  # fails if `where` exists: an atomic create
+            with atomic_path(where, create_only=if_absent) as tmp:
+                tmp.write_bytes(data)
         except FileExistsError:
             return False
-        finally:
-            tmp.unlink(missing_ok=True)
         return True
     import obstore
     from obstore.exceptions import AlreadyExistsError

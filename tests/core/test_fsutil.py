@@ -24,3 +24,16 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path):
         raise RuntimeError("half way")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_create_only_never_replaces_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "lease.json"
+    write_atomic(target, "first")
+    with pytest.raises(FileExistsError), atomic_path(target, create_only=True) as tmp:
+        tmp.write_text("second")
+    assert target.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["lease.json"]
+    fresh = tmp_path / "new.json"
+    with atomic_path(fresh, create_only=True) as tmp:
+        tmp.write_text("made")
+    assert fresh.read_text() == "made"
