@@ -45,7 +45,7 @@ REVISION_COUNTS: dict[str, tuple[str, str, str]] = {
     "fixed_by_revision": ("wrong at turn 0, correct after revision", "verdicts", "verdict_correct"),
 }
 DERIVED_LABELS = {
-    "not_correct_turn_0": "not correct at turn 0 (asked to revise)",
+    "not_correct_turn_0": "not correct at turn 0 (what a revision turn asks again)",
     "correct_after_revision": "correct after revision (turn 0 + fixed)",
 }
 ORDER = [
