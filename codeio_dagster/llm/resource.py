@@ -20,10 +20,12 @@ import dagster as dg
 from pydantic import Field, PrivateAttr, model_validator
 
 from codeio_dagster.llm.cache import open_cache
-from codeio_dagster.llm.client import Clock, Endpoint, run_requests
+from codeio_dagster.llm.client import run_requests
+from codeio_dagster.llm.limits import Clock
 from codeio_dagster.llm.local_model import LocalModelServer, embedded_model_id
 from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LLMSettings
 from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
+from codeio_dagster.llm.wire import Endpoint
 
 
 def _run_sync[T](coro: Coroutine[Any, Any, T]) -> T:

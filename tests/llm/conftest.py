@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from codeio_dagster.llm.client import Clock
+from codeio_dagster.llm.limits import Clock
 
 # Script actions, one per attempt of a given prompt; the last one repeats.
 #   ("ok", text)                 200, finish_reason "stop"

@@ -23,7 +23,8 @@ from codeio_dagster.llm import (
     llm_from_settings,
 )
 from codeio_dagster.llm import local_model as local_model_module
-from codeio_dagster.llm.client import Clock, Endpoint
+from codeio_dagster.llm.limits import Clock
+from codeio_dagster.llm.wire import Endpoint
 
 MODEL = "scripted-model"
 

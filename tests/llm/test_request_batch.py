@@ -6,7 +6,8 @@ import asyncio
 import logging
 
 from codeio_dagster.llm import ChatRequest, LLMSettings, ResponseCache, SamplingParams
-from codeio_dagster.llm.client import Endpoint, RequestBatch
+from codeio_dagster.llm.client import RequestBatch
+from codeio_dagster.llm.wire import Endpoint
 
 MODEL = "scripted-model"
 

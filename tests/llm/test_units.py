@@ -18,8 +18,9 @@ from codeio_dagster.llm import (
     request_key,
 )
 from codeio_dagster.llm.cache import ResponseCache
-from codeio_dagster.llm.client import backoff_delay, parse_completion, parse_retry_after
+from codeio_dagster.llm.limits import backoff_delay
 from codeio_dagster.llm.local_model import find_model_parts
+from codeio_dagster.llm.wire import parse_completion, parse_retry_after
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}]
 
