@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
 
-.PHONY: help setup system-deps cluster-deps runtime test lint demo dev bench clean
+.PHONY: help setup system-deps cluster-deps runtime test lint demo cluster-node dev bench clean
 
 help:
 	@echo "make demo   build the CodeI/O datasets from the bundled sample (local model, sandbox, folder)"
@@ -74,6 +74,14 @@ test: lint runtime cluster-deps
 
 demo: runtime
 	$(BIN)/codeio demo
+
+# Prepare this machine as a node of a cluster: the same venv (all extras, from uv.lock), the
+# sandbox runtime and nsjail as every other node, checked by the sandbox's attack suite. Then
+# join Ray with the printed command (README: Running on a cluster).
+cluster-node: runtime
+	$(BIN)/codeio sandbox selftest
+	@echo "node ready; join the cluster with the project's tools first on PATH (runs are 'dagster api execute_run'):"
+	@echo "  PATH=$(CURDIR)/$(VENV)/bin:\$$PATH $(CURDIR)/$(VENV)/bin/ray start --address=HEAD_ADDRESS:6379 --num-cpus=N"
 
 dev: runtime
 	DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/.dagster_home} ; mkdir -p $$DAGSTER_HOME ; \

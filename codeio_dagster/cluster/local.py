@@ -241,13 +241,37 @@ class RayCluster:
             return "node-0 (head)" if index == 0 else f"node-{index}"
         return f"unknown node {node_id}"
 
-    def kill_node(self, index: int) -> None:
+    def add_node(self, **resources: float) -> str:
+        """One more node (one CPU) offering the given custom resources; its id."""
+        node = self.cluster.add_node(
+            num_cpus=1,
+            node_ip_address="127.0.0.1",
+            temp_dir=os.environ["RAY_TMPDIR"],
+            resources=resources or None,
+            **agent_ports(),
+        )
+        self.node_ids.append(node.node_id)
+        return node.node_id
+
+    def kill_node(self, node_id: str) -> None:
         """Kill a worker node's processes at once, as a crashed machine would vanish."""
-        node = next(n for n in self.cluster.worker_nodes if n.node_id == self.node_ids[index])
+        node = next(n for n in self.cluster.worker_nodes if n.node_id == node_id)
         self.cluster.remove_node(node, allow_graceful=False)
 
 
 START_ATTEMPTS = 3
+
+
+def agent_ports() -> dict[str, int]:
+    """Fixed ports for a node's agents. Given none, a raylet waits a hard-coded 15 s for its
+    agents to report the ports they picked and aborts past it, which a loaded 2-core machine
+    exceeds (ray-project/ray issue 65983); with the ports fixed it does not wait."""
+    return {
+        "metrics_agent_port": free_port(),
+        "metrics_export_port": free_port(),
+        "dashboard_agent_listen_port": free_port(),
+        "runtime_env_agent_port": free_port(),
+    }
 
 
 def kill_descendants_mentioning(text: str) -> list[int]:
@@ -289,12 +313,35 @@ def ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[RayCluster]:
     """
     # Short: Ray's Unix socket paths under it must stay below the 108-byte limit.
     tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_DASHBOARD_STARTUP_TIMEOUT_S")}
+    patient = {
+        # Ray's startup waits (the dashboard's 60 s, a raylet's 30 s for its agents' ports) are
+        # too short on a 2-core machine busy with other work; past them a node aborts.
+        "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300",
+        "RAY_agent_register_timeout_ms": "300000",
+        "RAY_raylet_start_wait_time_s": "300",
+    }
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", *patient)}
     os.environ["RAY_TMPDIR"] = tmp
-    # The dashboard's 60 s default is too short on a loaded 2-core machine.
-    os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "300")
+    for key, value in patient.items():
+        os.environ.setdefault(key, value)
+    import ray._private.services as ray_services
     from ray.cluster_utils import Cluster
 
+    # Ray gives a starting raylet a fixed 30 s to register; on a machine busy with other work
+    # that can pass. Its lookup is made patient (for the start only) instead.
+    quick_get_node = ray_services.get_node
+
+    def patient_get_node(*args, **kwargs):
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                return quick_get_node(*args, **kwargs)
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    ray_services.get_node = patient_get_node
     cluster = None
     try:
         common = {"num_cpus": cpus_per_node, "node_ip_address": "127.0.0.1", "temp_dir": tmp}
@@ -307,13 +354,15 @@ def ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[RayCluster]:
                     initialize_head=True,
                     head_node_args={
                         **common,
+                        **agent_ports(),
                         "include_dashboard": True,
                         "dashboard_host": "127.0.0.1",
                         "dashboard_port": dashboard_port,
                     },
                 )
-                workers = [cluster.add_node(**common) for _ in range(nodes - 1)]
+                workers = [cluster.add_node(**common, **agent_ports()) for _ in range(nodes - 1)]
                 cluster.wait_for_nodes(timeout=120)
+                ray_services.get_node = quick_get_node
                 break
             except Exception:
                 if cluster is not None:
@@ -329,6 +378,7 @@ def ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[RayCluster]:
             node_ids=[cluster.head_node.node_id, *(w.node_id for w in workers)],
         )
     finally:
+        ray_services.get_node = quick_get_node
         if cluster is not None:
             cluster.shutdown()
         kill_descendants_mentioning(tmp)
