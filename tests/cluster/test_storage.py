@@ -191,4 +191,4 @@ def test_publisher_on_s3_keeps_every_parallel_shards_record(s3):
     assert _keys(s3, "pub/") == sorted(
         [*data, *stats, "pub/.gitattributes", "pub/README.md", "pub/stats/summary.json"]
     )
-    assert "| samples | 9 |" in storage.read_bytes(root / "README.md").decode()
+    assert "| samples | `samples` | 9 |" in storage.read_bytes(root / "README.md").decode()
