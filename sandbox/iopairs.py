@@ -180,6 +180,19 @@ def _outcome(fn: FunctionSpec, reply: dict[str, Any]) -> IOPairOutcome:
     )
 
 
+# A function whose calls are slow is re-run in chunks of about this much work, so that its
+# calls spread over the workers instead of queueing on one; a fast function is one job.
+_CHUNK_MS = 1000.0
+
+
+def _chunks(out: IOPairOutcome) -> list[tuple[int, int]]:
+    """(start, end) pair ranges to re-run as one job each, from the generation's duration."""
+    n = len(out.pairs)
+    per_pair = out.duration_ms / max(n, 1)  # generous: the generation drew and dropped too
+    size = max(1, min(n, int(_CHUNK_MS // per_pair) if per_pair > 0 else n))
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
 def _recheck(
     executor: Executor,
     functions: Sequence[FunctionSpec],
@@ -187,33 +200,39 @@ def _recheck(
     cache: ResultCache | None,
 ) -> None:
     """Re-run every kept pair, each call in a fresh process under another hash seed, one job per
-    function; a function with any pair that does not come out the same loses all its pairs.
+    function (per chunk of a slow one); a function with any pair that does not come out the same
+    loses all its pairs.
 
-    The functions whose generation took longest go first, so that no worker is left alone with
-    one slow function at the end (the generation's duration comes with its reply, cached too,
-    so a rerun orders its requests the same way).
+    The longest jobs go first, so that no worker is left alone with a slow one at the end. The
+    estimate is the generation's duration, which comes with its (cached) reply, so a rerun
+    splits and orders its requests the same way and finds them in the cache.
     """
     other_seed = (executor.settings.hash_seed + 1) % (1 << 32)
     code_of = {fn.id: fn.code for fn in functions}
-    requests = []
-    where = []
+    jobs = []
     settings = executor.settings
     call_wall = settings.timeout_s
-    order = sorted(range(len(outcomes)), key=lambda i: -outcomes[i].duration_ms)
-    for oi in order:
-        out = outcomes[oi]
+    for oi, out in enumerate(outcomes):
         if out.status != "ok":
             continue
-        n = len(out.pairs)
+        per_pair = out.duration_ms / max(len(out.pairs), 1)
+        for start, end in _chunks(out):
+            jobs.append((per_pair * (end - start), oi, start, end))
+    jobs.sort(key=lambda job: -job[0])
+    requests = []
+    for _, oi, start, end in jobs:
+        out = outcomes[oi]
+        pairs = out.pairs[start:end]
+        n = len(pairs)
         # Every call gets the wall clock a single call gets, plus a fork's worth of slack.
         req = executor.base_request(n * (call_wall + 0.5) + _ROUND_TRIP_SLACK_S)
         req.update(
             kind="recheck",
-            id=out.function_id,
+            id=f"{out.function_id}#{start}",
             code=code_of[out.function_id],
             call="main_solution",
-            inputs=[json.loads(p.input) for p in out.pairs],
-            expected=[p.output for p in out.pairs],
+            inputs=[json.loads(p.input) for p in pairs],
+            expected=[p.output for p in pairs],
             call_timeout_s=call_wall,
             call_cpu_s=math.ceil(call_wall) + 1,
             call_max_output_bytes=settings.max_output_bytes,
@@ -221,18 +240,19 @@ def _recheck(
             max_output_bytes=n * (settings.max_output_bytes + 4096) + 65536,
         )
         requests.append((other_seed, req))
-        where.append(oi)
     replies = executor.run_requests(requests, cache=cache)
-    for oi, reply in zip(where, replies, strict=True):
-        _judge_recheck(outcomes[oi], reply)
+    found: dict[int, list[tuple[int, tuple[str, str]]]] = {}
+    for (_, oi, start, end), reply in zip(jobs, replies, strict=True):
+        verdict = _recheck_verdict(outcomes[oi], start, end, reply)
+        if verdict is not None:
+            found.setdefault(oi, []).append((start, verdict))
+    for oi, verdicts in found.items():
+        # The first failing pair in the function's order speaks for it.
+        _drop_function(outcomes[oi], *min(verdicts)[1])
 
 
-def _judge_recheck(out: IOPairOutcome, reply: dict[str, Any]) -> None:
-    """Keep the function's pairs only if the re-run reproduced every one of them."""
-    verdict = _recheck_verdict(out, reply)
-    if verdict is None:
-        return
-    status, error = verdict
+def _drop_function(out: IOPairOutcome, status: str, error: str) -> None:
+    """The re-run did not reproduce every pair: the function keeps none of them."""
     out.counts["dropped_nondeterministic"] = len(out.pairs) if status == "nondeterministic" else 0
     out.counts[f"recheck_{status}"] = 1
     out.pairs = []
@@ -240,16 +260,19 @@ def _judge_recheck(out: IOPairOutcome, reply: dict[str, Any]) -> None:
     out.error = f"determinism re-run: {error}"[:4000]
 
 
-def _recheck_verdict(out: IOPairOutcome, reply: dict[str, Any]) -> tuple[str, str] | None:
-    """None if every pair was reproduced, else (status, error) for the whole function."""
+def _recheck_verdict(
+    out: IOPairOutcome, start: int, end: int, reply: dict[str, Any]
+) -> tuple[str, str] | None:
+    """None if pairs [start, end) were all reproduced, else (status, error) for the function."""
     status = reply.get("status")
     if status != "ok":
         reason = _DROP_FOR_REPLY.get(str(status), "invalid_output")
         return reason, f"{status}: {reply.get('error')}"
+    pairs = out.pairs[start:end]
     results = reply.get("results")
-    if not isinstance(results, list) or len(results) > len(out.pairs):
+    if not isinstance(results, list) or len(results) > len(pairs):
         return "invalid_output", "malformed re-run reply"
-    for i, (pair, result) in enumerate(zip(out.pairs, results, strict=False)):
+    for i, (pair, result) in enumerate(zip(pairs, results, strict=False), start):
         got = result_from_reply(
             f"{out.function_id}#{i}", result if isinstance(result, dict) else {}
         )
@@ -262,6 +285,6 @@ def _recheck_verdict(out: IOPairOutcome, reply: dict[str, Any]) -> tuple[str, st
                 "nondeterministic",
                 f"input {pair.input[:200]} gave {got.output[:200]}, first run {pair.output[:200]}",
             )
-    if len(results) < len(out.pairs):
+    if len(results) < len(pairs):
         return "invalid_output", "the re-run stopped before every pair was checked"
     return None

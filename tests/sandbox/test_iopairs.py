@@ -304,3 +304,27 @@ def test_rerun_is_one_job_per_function_with_a_fresh_process_per_call(executor):
     assert outcomes["good"].status == "ok" and len(outcomes["good"].pairs) == 10
     # One generation job and one re-run job per function, not one job per pair.
     assert executor.requests_run - before == 4
+
+
+SLOW_RANDOM = """
+import random, time
+
+def main_solution(n):
+    time.sleep(0.3)
+    return random.randint(0, 3)
+
+def input_generator():
+    return {"n": random.randint(0, 10**6)}
+"""
+
+
+def test_a_slow_function_is_rerun_in_chunks_and_judged_as_a_whole(executor):
+    # Ten calls of 0.3 s: about a second of work per job, so its calls spread over the workers;
+    # any irreproducible pair in any chunk still drops the whole function.
+    functions = [FunctionSpec(id="slow_random", code=SLOW_RANDOM)]
+    before = executor.requests_run
+    (out,) = generate_io_pairs(executor, functions, seed=3)
+    assert out.status == "nondeterministic" and out.pairs == []
+    assert out.counts["dropped_nondeterministic"] == 10
+    # Generation, then chunks of at most 3 calls (each call took at least 0.3 s).
+    assert executor.requests_run - before >= 1 + 4
