@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from codeio_dagster.assets.checks import check_specs, checked
+from codeio_dagster.dedup import DedupIndexStore, drop_near_duplicates
 from codeio_dagster.llm import ChatRequest, LLMResource
 from codeio_dagster.metadata import example_errors, funnel, llm_metadata, stage_metadata
 from codeio_dagster.models import UnifiedFunctionRecord, to_frame
@@ -68,6 +69,20 @@ def unified_functions(
             )
         )
     frame = to_frame(records, UnifiedFunctionRecord)
+    dedup = codeio.config.dedup
+    if dedup.enabled:
+        # Here, not in a step of its own: a drop is a status on this stage's rows like the
+        # refactor's rejections, so the graph and every reader of this table stay as they are.
+        landing = codeio.landing()
+        order = landing.shards().get_column("shard").unique(maintain_order=True).to_list()
+        frame = drop_near_duplicates(
+            frame,
+            DedupIndexStore(landing.root / "_dedup"),
+            context.partition_key,
+            order,
+            threshold=dedup.threshold,
+            num_perm=dedup.num_perm,
+        )
     yield from checked(
         context,
         frame,

@@ -93,6 +93,16 @@ class DecontaminationConfig(Strict):
         return self
 
 
+class DedupConfig(Strict):
+    """Near-duplicate removal of unified functions (MinHash-LSH on normalised reference code)."""
+
+    enabled: bool = False
+    # Estimated Jaccard similarity of normalised token 5-grams at which a function counts as a
+    # copy of an earlier one; below 0.5 unrelated functions sharing boilerplate would match.
+    threshold: float = Field(default=0.7, ge=0.5, le=1.0)
+    num_perm: int = Field(default=128, ge=16, le=1024)
+
+
 class ChecksConfig(Strict):
     # Warns (does not block): a floor of 0 could never fail.
     min_pass_rate: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -113,6 +123,7 @@ class CodeioConfig(Strict):
     io_pairs: IOPairLimits = IOPairLimits()
     sandbox: SandboxConfig = SandboxConfig()
     decontamination: DecontaminationConfig = DecontaminationConfig()
+    dedup: DedupConfig = DedupConfig()
     checks: ChecksConfig = ChecksConfig()
     publish: PublishSettings = PublishSettings()
 

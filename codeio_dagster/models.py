@@ -63,6 +63,7 @@ class UnifiedFunctionRecord(Record):
     problem_statement: str | None
     request_hash: str | None
     model: str | None
+    duplicate_of: str | None = None  # the function this one nearly copies (near_duplicate)
 
 
 class IOPairRecord(Record):

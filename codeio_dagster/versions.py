@@ -39,7 +39,7 @@ from codeio_dagster.config import CodeioConfig
 # (a plugin's, a new one) depends on the whole config, which is never wrong, only eager.
 ASSET_CONFIG: dict[str, tuple[str, ...]] = {
     "raw_code": ("shards.max_file_bytes",),
-    "unified_functions": ("stages.refactor", "llm.base_url", "llm.local_model"),
+    "unified_functions": ("stages.refactor", "llm.base_url", "llm.local_model", "dedup"),
     "io_pairs": ("io_pairs", "sandbox"),
     "prediction_tasks": ("tasks", "decontamination"),
     "responses": ("stages.prediction", "llm.base_url", "llm.local_model"),
