@@ -10,6 +10,7 @@ from codeio_dagster.llm import ChatRequest, LLMResource, SamplingParams
 from codeio_dagster.metadata import example_errors, funnel, llm_metadata, stage_metadata
 from codeio_dagster.models import ResponseRecord, to_frame
 from codeio_dagster.partitions import shards
+from codeio_dagster.request_failures import fail_if_too_many_failed
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.turns import responses_name, verdicts_name
 
@@ -30,6 +31,9 @@ def ask(
     ]
     outcomes, stats = llm.complete_many(
         requests, progress=context.asset_key.to_user_string(), log=context.log
+    )
+    failures = fail_if_too_many_failed(
+        context.asset_key.to_user_string(), outcomes, config.llm.max_failure_rate
     )
     records = [
         ResponseRecord(
@@ -59,7 +63,7 @@ def ask(
             sample=frame,
             sample_columns=["task_id", "status", "content"],
             examples=example_errors(frame, "error"),
-            extra={**llm_metadata(llm, frame), **stats.as_metadata()},
+            extra={**llm_metadata(llm, frame), **stats.as_metadata(), **failures},
         ),
         config,
     )

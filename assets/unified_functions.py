@@ -10,6 +10,7 @@ from codeio_dagster.metadata import example_errors, funnel, llm_metadata, stage_
 from codeio_dagster.models import UnifiedFunctionRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.refactor import build_refactor_messages, parse_refactor_reply
+from codeio_dagster.request_failures import fail_if_too_many_failed
 from codeio_dagster.resources import CodeioResource
 
 
@@ -36,6 +37,9 @@ def unified_functions(
     ]
     outcomes, stats = llm.complete_many(
         requests, progress=context.asset_key.to_user_string(), log=context.log
+    )
+    failures = fail_if_too_many_failed(
+        context.asset_key.to_user_string(), outcomes, codeio.config.llm.max_failure_rate
     )
     records = []
     for row, outcome in zip(files.iter_rows(named=True), outcomes, strict=True):
@@ -91,7 +95,7 @@ def unified_functions(
             sample=frame.filter(pl.col("status") == "ok"),
             sample_columns=["function_id", "problem_statement"],
             examples=example_errors(frame, "detail"),
-            extra={**llm_metadata(llm, frame), **stats.as_metadata()},
+            extra={**llm_metadata(llm, frame), **stats.as_metadata(), **failures},
         ),
         codeio.config,
     )

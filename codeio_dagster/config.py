@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +150,38 @@ class CodeioConfig(Strict):
         raise KeyError(f"no source named {name!r} in the config")
 
 
+# Text that looks like a credential: a well-known token prefix, or a long run mixing upper- and
+# lowercase letters and digits (API keys, base64 secrets; not paths, words or hex hashes).
+_CREDENTIAL = re.compile(
+    r"(?:hf_|sk-|ghp_|gho_|ghs_|github_pat_|glpat-|xox[abpr]-|AKIA|eyJ)[\w-]{8,}|[\w+=-]{24,}"
+)
+_PREFIXED = re.compile(r"(?:hf_|sk-|ghp_|gho_|ghs_|github_pat_|glpat-|xox[abpr]-|AKIA|eyJ)")
+
+
+def _credential(token: str) -> bool:
+    if _PREFIXED.match(token):
+        return True
+    return (
+        any(c.isupper() for c in token)
+        and any(c.islower() for c in token)
+        and any(c.isdigit() for c in token)
+    )
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with every credential-looking run replaced by `***`."""
+    return _CREDENTIAL.sub(lambda m: "***" if _credential(m.group(0)) else m.group(0), text)
+
+
 class ConfigError(ValueError):
-    """A config that cannot be used, with every problem named by key, value and expectation."""
+    """A config that cannot be used, with every problem named by key, value and expectation.
+
+    Whatever raised it (a validator quoting its input, a plugin, the YAML parser), the message
+    never carries a credential-looking value: it reaches the terminal, logs and Dagster's UI.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_credentials(message))
 
 
 def _key(loc: tuple) -> str:
@@ -173,6 +205,10 @@ def _shown_value(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden" or any(w in n for n in names for w in _SECRET_WORDS):
         return "(value not shown)"
     shown = repr(error.get("input"))
+    if redact_credentials(shown) != shown:
+        return "(value not shown)"
+    if error["type"] == "path":
+        return shown  # the whole path: its cut-off end is what the user needs to see
     return shown[:77] + "..." if len(shown) > 80 else shown
 
 
@@ -327,15 +363,86 @@ def parse_config(
 
 
 def load_config(path: str | Path | None = None) -> CodeioConfig:
-    """Read codeio.yaml (or $CODEIO_CONFIG) and validate it before any work starts."""
+    """Read codeio.yaml (or $CODEIO_CONFIG) and validate it before any work starts, the local
+    paths it names included (see `path_problems`)."""
     path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found (set ${CONFIG_ENV} or pass --config)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_config(data, origin=str(path), base_dir=path.resolve().parent)
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+    config = parse_config(data, origin=str(path), base_dir=path.resolve().parent)
+    # What exists only on this machine is checked last, once the document itself is valid.
+    problems = path_problems(config)
+    if problems:
+        raise ConfigError(_format_errors(str(path), problems))
+    return config
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What PyYAML found and where, without its snippet: the snippet quotes the line, which may
+    hold a key pasted next to the mistake."""
+    if not isinstance(err, yaml.MarkedYAMLError):
+        return type(err).__name__
+    mark = err.problem_mark or err.context_mark
+    what = "; ".join(p for p in (err.context, err.problem) if p) or "syntax error"
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
+
+
+def _path_problem(loc: tuple, path: str, msg: str) -> dict[str, Any]:
+    return {"type": "path", "loc": loc, "input": path, "msg": msg}
+
+
+def _writable_problem(folder: Path) -> str | None:
+    """Why `folder` (made on first use when missing) cannot hold the data, or None."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        # A real write: os.access says yes to root on a read-only mount point or /proc.
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        return f"cannot write in {probe}: {err.strerror or err}"
+    return None
+
+
+def path_problems(config: CodeioConfig) -> list[dict[str, Any]]:
+    """Local paths the run needs, checked before any work: each source's `path` exists, each
+    decontamination benchmark file exists, and a local `data_dir` can be written."""
+    from codeio_dagster.plugins import PluginError, sources_registry
+
+    problems = []
+    registry = sources_registry()
+    for i, source in enumerate(config.sources):
+        try:
+            options = registry.get(source.kind).Options.model_fields
+        except PluginError:
+            continue  # reported by source_problems
+        path = source.options.get("path")
+        field = options.get("path")
+        if path is None or field is None or field.annotation is not Path:
+            continue
+        if not Path(str(path)).exists():
+            problems.append(
+                _path_problem(
+                    ("sources", i, "options", "path"), str(path), "no such file or folder"
+                )
+            )
+    for i, bench in enumerate(config.decontamination.benchmarks):
+        if not bench.is_file():
+            what = "is a folder, not a file" if bench.is_dir() else "no such file"
+            problems.append(_path_problem(("decontamination", "benchmarks", i), str(bench), what))
+    if isinstance(config.data_dir, Path):  # object storage is checked where it is used
+        why = _writable_problem(config.data_dir)
+        if why:
+            problems.append(_path_problem(("data_dir",), str(config.data_dir), why))
+    return problems
 
 
 def _resolve_paths(config: CodeioConfig, base: Path) -> CodeioConfig:

@@ -130,6 +130,9 @@ class LLMSettings(dg.Config):
     # password comes from PGPASSWORD); unset, the SQLite file at cache_path.
     cache_url: str | None = None
     local_model: LocalModelSettings = Field(default_factory=LocalModelSettings)
+    # A stage whose share of failed requests passes this (or whose every request failed) fails
+    # its run: an endpoint that is down must not yield a "successful" empty shard.
+    max_failure_rate: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @field_validator("cache_url")
     @classmethod

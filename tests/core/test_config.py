@@ -13,6 +13,7 @@ sources:
 
 
 def write(tmp_path, text):
+    (tmp_path / "corpus").mkdir(exist_ok=True)  # GOOD's source folder
     path = tmp_path / "codeio.yaml"
     path.write_text(textwrap.dedent(text))
     return path
@@ -267,3 +268,116 @@ def test_unknown_task_kind_fails_at_load_and_plugin_kinds_are_found(tmp_path, pr
         "  kinds: {output_type_prediction: 2}\n",
     )
     assert load_config(good).tasks.kinds == {"output_type_prediction": 2}
+
+
+def test_missing_local_paths_fail_at_load_each_named(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    text = (
+        "sources:\n"
+        "  - {name: here, kind: folder, options: {path: corpus}}\n"
+        "  - {name: gone, kind: folder, options: {path: no_such_folder}}\n"
+        "  - {name: rows, kind: jsonl, options: {path: rows.jsonl}}\n"
+        "decontamination: {benchmarks: [bench/humaneval.jsonl]}\n"
+        "data_dir: a_file/data\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    lines = str(err.value).splitlines()
+    assert lines[0].endswith("codeio.yaml: 4 problem(s)")
+    assert lines[1:] == [
+        f"  sources[1].options.path = '{tmp_path / 'no_such_folder'}': no such file or folder",
+        f"  sources[2].options.path = '{tmp_path / 'rows.jsonl'}': no such file or folder",
+        f"  decontamination.benchmarks[0] = '{tmp_path / 'bench/humaneval.jsonl'}': no such file",
+        f"  data_dir = '{tmp_path / 'a_file/data'}': {tmp_path / 'a_file'} is not a folder",
+    ]
+
+
+def test_a_data_dir_that_cannot_be_written_fails_at_load(tmp_path):
+    # /proc refuses new files even to root, for whom permission bits would not.
+    with pytest.raises(ConfigError, match=r"data_dir = '/proc/codeio-data': cannot write in /proc"):
+        load_config(write(tmp_path, GOOD + "data_dir: /proc/codeio-data\n"))
+
+
+def test_data_dir_that_does_not_exist_yet_and_object_storage_urls_load(tmp_path):
+    assert load_config(write(tmp_path, GOOD + "data_dir: new/deeper\n")).data_dir == (
+        tmp_path / "new" / "deeper"
+    )
+    assert not (tmp_path / "new").exists()  # checked, not created
+    load_config(write(tmp_path, GOOD + "data_dir: s3://bucket/codeio\n"))
+
+
+def test_max_failure_rate_is_validated(tmp_path):
+    assert load_config(write(tmp_path, GOOD)).llm.max_failure_rate == 0.5
+    with pytest.raises(ConfigError, match=r"llm.max_failure_rate = 1.5: Input should be less"):
+        load_config(write(tmp_path, GOOD + "llm: {max_failure_rate: 1.5}\n"))
+
+
+# Built at run time so no file holds a credential-shaped string; the shapes of an HF token and
+# an OpenAI key.
+HF_TOKEN = "hf_" + "Xy7" * 12
+OPENAI_KEY = "sk-proj-" + "Q9w" * 16
+
+
+def test_a_yaml_error_next_to_a_pasted_key_does_not_print_the_key(tmp_path):
+    # PyYAML's own message quotes the line around the mistake, and so printed the key.
+    path = write(tmp_path, GOOD + f"llm:\n  api_key_env: OPENAI_API_KEY\n  key: {OPENAI_KEY}: x\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "not valid YAML: mapping values are not allowed here at line 6, column" in message
+    assert "Q9w" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            f"publish: {{target: hub, repo_id: {HF_TOKEN}}}\n",
+            "  publish.repo_id = (value not shown): Value error, publish.repo_id '***' must look",
+        ),
+        (
+            f"llm: {{base_url: {OPENAI_KEY}}}\n",
+            "  llm.base_url = (value not shown): Value error, base_url must start with http",
+        ),
+    ],
+)
+def test_a_token_pasted_as_a_value_is_never_printed_back(tmp_path, text, line):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD + text))
+    message = str(err.value)
+    assert line in message
+    assert "Xy7Xy7" not in message and "Q9wQ9w" not in message
+
+
+def test_paths_and_plain_values_are_still_shown(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD + "shards: {size: many_files_per_shard_2024}\n"))
+    assert "shards.size = 'many_files_per_shard_2024'" in str(err.value)
+
+
+def test_neither_codeio_nor_dagster_prints_a_key_from_a_broken_config(tmp_path, project_root):
+    import os
+    import subprocess
+    import sys
+
+    path = write(tmp_path, GOOD + f"llm:\n  key: {OPENAI_KEY}: x\n")
+    env = {**os.environ, "CODEIO_CONFIG": str(path), "DAGSTER_HOME": str(tmp_path)}
+    bin_dir = os.path.dirname(sys.executable)
+    commands = [
+        [os.path.join(bin_dir, "codeio"), "demo", "--config", str(path)],
+        [
+            os.path.join(bin_dir, "dagster"),
+            "definitions",
+            "validate",
+            "-m",
+            "codeio_dagster.definitions",
+        ],
+    ]
+    for command in commands:
+        done = subprocess.run(
+            command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode != 0, command
+        assert "not valid YAML" in output, (command, output[-2000:])
+        assert "Q9w" not in output, command

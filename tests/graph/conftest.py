@@ -169,6 +169,7 @@ def write_config(tmp_path, base_url: str, *, shard_size: int = 2, extra: str = "
         publish: {{target: local, local_dir: published}}
         """
     )
+    (tmp_path / "corpus").mkdir(exist_ok=True)  # the source folder must exist at load
     path = tmp_path / "codeio.yaml"
     path.write_text(text + extra)
     return str(path)

@@ -101,6 +101,9 @@ def test_a_refactor_reply_the_parser_cannot_hold_is_its_rows_status(
             assert result.success
             frame = result.output_for_node("unified_functions")
             statuses.append(dict(frame.select("file_id", "status").iter_rows()))
+            (event,) = result.asset_materializations_for_node("unified_functions")
+            assert event.metadata["requests_failed"].value == 0
+            assert event.metadata["request_failure_rate"].value == 0.0
             detail = frame.filter(pl.col("file_id") == "poisoned")["detail"][0]
             assert "RecursionError" in detail and "Main Function" in detail
         assert statuses[0] == {"poisoned": "invalid_code", "fine": "ok"}

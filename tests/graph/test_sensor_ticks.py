@@ -68,14 +68,19 @@ def test_unchanged_source_tick_reads_nothing_and_a_new_file_lands(
 
 
 def _two_source_config(tmp_path, graph_files):
-    """The graph config with a second source, `broken`, whose folder does not exist yet."""
+    """The graph config with a second source, `broken`, whose folder is gone after loading."""
     path = graph_files.write_config(tmp_path, "http://127.0.0.1:9/v1", shard_size=2)
     text = pathlib.Path(path).read_text()
     good = '  - {name: t, kind: folder, options: {path: corpus, glob: "*.py"}}\n'
     broken = '  - {name: broken, kind: folder, options: {path: later, glob: "*.py"}}\n'
     assert good in text
     pathlib.Path(path).write_text(text.replace(good, good + broken))
-    return build_resources(load_config(path), path)["codeio"]
+    # The folder exists when the definitions load (paths are checked then) and is gone by the
+    # first tick, like an unmounted share.
+    (tmp_path / "later").mkdir()
+    codeio = build_resources(load_config(path), path)["codeio"]
+    (tmp_path / "later").rmdir()
+    return codeio
 
 
 def _tick(instance, codeio):

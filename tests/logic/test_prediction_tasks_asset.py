@@ -42,6 +42,7 @@ def pairs(fid: str, inputs: list[str]) -> IOPairsRecord:
 
 
 def test_counters_count_functions_in_and_carry_every_kind_drop(tmp_path):
+    (tmp_path / "corpus").mkdir()  # the source folder must exist at load
     config = tmp_path / "codeio.yaml"
     config.write_text(
         "sources:\n  - {name: t, kind: folder, options: {path: corpus}}\n"

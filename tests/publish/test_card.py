@@ -136,6 +136,7 @@ def test_card_hashes_the_prompts_of_the_configured_task_kinds(tmp_path, project_
     from codeio_dagster.funnel import MissingReport, funnel_stages
 
     plugin = project_root / "examples" / "plugins" / "output_type_task.py"
+    (tmp_path / "corpus").mkdir()  # the source folder must exist at load
     path = tmp_path / "codeio.yaml"
     path.write_text(
         "sources:\n  - {name: t, kind: folder, options: {path: corpus}}\n"
