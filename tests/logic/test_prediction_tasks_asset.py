@@ -101,6 +101,7 @@ def test_shipped_cruxeval_ngrams_catch_a_benchmark_function_with_no_file_configu
     tmp_path, shared_fixtures
 ):
     config = tmp_path / "codeio.yaml"
+    (tmp_path / "corpus").mkdir(exist_ok=True)  # the source folder must exist at load
     config.write_text(
         "sources:\n  - {name: t, kind: folder, options: {path: corpus}}\n"
         "tasks:\n  kinds: {output_prediction: 1}\n  include_reference_code: true\n"

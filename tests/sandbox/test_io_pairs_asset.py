@@ -94,6 +94,7 @@ def _function(fid: str, code: str) -> UnifiedFunctionRecord:
 def runs(sandbox_settings, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("io_pairs_asset")
     config = tmp / "codeio.yaml"
+    (tmp / "corpus").mkdir(exist_ok=True)  # the source folder must exist at load
     config.write_text(
         "sources:\n  - {name: t, kind: folder, options: {path: corpus}}\n"
         f"data_dir: {tmp / 'data'}\n"

@@ -35,6 +35,7 @@ def stand_in(name: str, frame: pl.DataFrame) -> dg.AssetsDefinition:
 
 def test_feedback_quotes_the_stored_run_on_every_rerun(sandbox_settings, tmp_path):
     config = tmp_path / "codeio.yaml"
+    (tmp_path / "corpus").mkdir(exist_ok=True)  # the source folder must exist at load
     config.write_text(
         "sources:\n  - {name: t, kind: folder, options: {path: corpus}}\n"
         f"data_dir: {tmp_path / 'data'}\n"
