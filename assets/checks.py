@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from codeio_dagster.config import CodeioConfig
 from codeio_dagster.funnel import metadata_values
+from codeio_dagster.llm.settings import LLMSettings
 from codeio_dagster.models import (
     DatasetRow,
     IOPairsRecord,
@@ -45,8 +46,6 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "codeio_pp_dataset": DatasetRow,
     "unified_dataset": UnifiedDatasetRow,
 }
-# Used until the config names a bound (hardening adds `llm.max_failure_rate`).
-DEFAULT_MAX_FAILURE_RATE = 0.5
 
 Verdict = tuple[bool, dict[str, Any]]
 Judge = Callable[[str, pl.DataFrame, Mapping[str, Any], CodeioConfig | None], Verdict]
@@ -98,8 +97,8 @@ def _request_failures(asset: str, frame: pl.DataFrame, meta, config) -> Verdict:
     rate = meta.get("request_failure_rate")
     if rate is None:
         rate = failed / frame.height if frame.height else 0.0
-    bound = getattr(config.llm, "max_failure_rate", None) if config else None
-    bound = DEFAULT_MAX_FAILURE_RATE if bound is None else bound
+    # Without a config (a check run on its own), the bound is the setting's default.
+    bound = (config.llm if config else LLMSettings()).max_failure_rate
     every = frame.height > 0 and failed == frame.height
     return rate <= bound and not every, {
         "checked": "share of the stage's requests that failed, against llm.max_failure_rate "

@@ -179,7 +179,8 @@ def llm_metadata(llm: Any, frame: pl.DataFrame) -> dict[str, str]:
         if "model" in frame.columns
         else []
     )
-    base_url = getattr(llm, "base_url", None)
+    # The resource holds its `llm:` section whole; only a remote endpoint sets base_url.
+    base_url = llm.settings.base_url
     if base_url:
         parts = urlsplit(str(base_url))
         backend = f"openai-compatible endpoint at {parts.hostname}" + (

@@ -6,6 +6,7 @@ import json
 
 import polars as pl
 
+from codeio_dagster.llm import LLMSettings, llm_from_settings
 from codeio_dagster.metadata import (
     cell,
     example_errors,
@@ -79,19 +80,18 @@ def test_cells_keep_the_part_that_matters_and_shorten_ids():
 
 
 def test_llm_stages_name_model_and_backend_never_a_key():
-    class Remote:
-        base_url = "https://api.example.com:8443/v1"
-        api_key = "sk-secret"
-
-    class Embedded:
-        pass
-
+    # The resources as build_resources makes them: the settings whole, the key as a value here.
+    remote_llm = llm_from_settings(
+        LLMSettings(base_url="https://api.example.com:8443/v1"), api_key="sk-secret"
+    )
     frame = pl.DataFrame({"model": ["gpt-x", "gpt-x", None]})
-    remote = llm_metadata(Remote(), frame)
+    remote = llm_metadata(remote_llm, frame)
     assert remote == {
         "model": "gpt-x",
         "backend": "openai-compatible endpoint at api.example.com:8443",
     }
     assert "sk-secret" not in json.dumps(remote)
-    embedded = llm_metadata(Embedded(), pl.DataFrame({"model": []}, schema={"model": pl.String}))
+    embedded = llm_metadata(
+        llm_from_settings(LLMSettings()), pl.DataFrame({"model": []}, schema={"model": pl.String})
+    )
     assert embedded["backend"].startswith("llama.cpp") and "@" in embedded["model"]
