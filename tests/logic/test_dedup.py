@@ -168,6 +168,7 @@ def test_dedup_config_is_validated(tmp_path, text, expected):
 
 
 def test_dedup_config_defaults_and_values(tmp_path):
+    (tmp_path / "corpus").mkdir()  # source paths are checked at load
     path = tmp_path / "codeio.yaml"
     path.write_text(GOOD)
     assert load_config(path).dedup.enabled is False
