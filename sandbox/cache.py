@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from codeio_dagster.sqlite_store import open_wal, select_keys
 
 # Bump when the key recipe or the stored reply changes, so old entries are never misread.
 CACHE_FORMAT_VERSION = 1
@@ -78,26 +79,11 @@ class SqliteResultCache(ResultCache):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute(_SCHEMA)
+        self._db = open_wal(self.path, _SCHEMA)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        wanted = list(dict.fromkeys(keys))
-        found: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT result_key, reply FROM sandbox_results WHERE result_key IN ({marks})",
-                chunk,
-            )
-            for key, reply in rows:
-                found[key] = json.loads(reply)
-        return found
+        rows = select_keys(self._db, "result_key, reply", "sandbox_results", "result_key", keys)
+        return {key: json.loads(reply) for key, reply in rows}
 
     def put_many(self, replies: Mapping[str, Mapping[str, Any]]) -> None:
         now = time.time()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from codeio_dagster.llm.settings import LLMSettings, SamplingParams
+from codeio_dagster.sqlite_store import open_wal, select_keys
 
 # Bump when the key recipe or the stored record changes, so old entries are never misread.
 CACHE_FORMAT_VERSION = 1
@@ -76,27 +76,12 @@ class ResponseCache:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute(_SCHEMA)
+        self._db = open_wal(self.path, _SCHEMA)
 
     def get_many(self, hashes: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Stored records for those of `hashes` that are cached."""
-        wanted = list(dict.fromkeys(hashes))
-        found: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT {','.join(_COLUMNS)} FROM responses WHERE request_hash IN ({marks})",
-                chunk,
-            )
-            for row in rows:
-                found[row[0]] = dict(zip(_COLUMNS, row, strict=True))
-        return found
+        rows = select_keys(self._db, ",".join(_COLUMNS), "responses", "request_hash", hashes)
+        return {row[0]: dict(zip(_COLUMNS, row, strict=True)) for row in rows}
 
     def put(self, record: Mapping[str, Any]) -> None:
         """Store one completed reply (the first writer of a hash wins)."""
