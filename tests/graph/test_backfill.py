@@ -129,6 +129,7 @@ def test_ui_backfill_over_shards_materialises_every_partition(
         "raw_files": 3,
         "readable_files": 3,
         "functions": 3,
+        "near_duplicate_functions": 0,
         "functions_with_pairs": 3,
         "io_pairs": funnel["io_pairs"],
         "tasks": 6,
