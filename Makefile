@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
 
-.PHONY: help setup system-deps cluster-deps runtime test lint demo cluster-node dev bench clean
+.PHONY: help setup system-deps cluster-deps runtime test lint demo cluster-node cluster-demo dev bench clean
 
 help:
 	@echo "make demo   build the CodeI/O datasets from the bundled sample (local model, sandbox, folder)"
@@ -82,6 +82,11 @@ cluster-node: runtime
 	$(BIN)/codeio sandbox selftest
 	@echo "node ready; join the cluster with the project's tools first on PATH (runs are 'dagster api execute_run'):"
 	@echo "  PATH=$(CURDIR)/$(VENV)/bin:\$$PATH $(CURDIR)/$(VENV)/bin/ray start --address=HEAD_ADDRESS:6379 --num-cpus=N"
+
+# The pipeline on a local two-node Ray cluster (PostgreSQL, S3 stand-in, daemon; all on
+# 127.0.0.1). Not yet run to the end: see issue 11 and codeio_dagster/cluster/demo.py.
+cluster-demo: runtime cluster-deps
+	$(BIN)/python -m codeio_dagster.cluster.demo
 
 dev: runtime
 	DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/.dagster_home} ; mkdir -p $$DAGSTER_HOME ; \

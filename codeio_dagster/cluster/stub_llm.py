@@ -1,0 +1,147 @@
+"""A deterministic OpenAI-compatible server for `make cluster-demo` and the cluster tests.
+
+It speaks the real chat-completions protocol on 127.0.0.1 so that runs on any Ray node reach it
+like a remote endpoint, and counts what it receives (`GET /stats`), so a test can prove that a
+rerun sends nothing. Replies: every file is refactored into one small function (the sum of a
+list); output predictions are wrong at turn 0 and right after feedback; input predictions are
+right. Every verdict path and the revision turn then have work, with no model on the machine.
+
+Run: python -m codeio_dagster.cluster.stub_llm --port 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REFACTOR = """## Main Function
+```python
+def main_solution(numbers):
+    total = 0
+    for n in numbers:
+        total += n
+    return total
+```
+
+## Input Output Description
+Input: numbers (list of int), the values to add. Output: their sum (int).
+
+## Input Generator
+```python
+import random
+
+def input_generator():
+    return {"numbers": [random.randint(0, 9) for _ in range(random.randint(1, 5))]}
+```
+
+## Problem Statement
+A cashier adds up the prices in a basket. Given the list `numbers` of prices, what is the total?
+"""
+_JSON = re.compile(r"```json\n(.*?)\n```", re.S)
+
+
+def _block_after(text: str, heading: str):
+    return json.loads(_JSON.search(text[text.index(heading) :]).group(1))
+
+
+def reply(messages: list[dict]) -> str:
+    """The deterministic answer to one chat request."""
+    prompt = next(m["content"] for m in messages if m["role"] == "user")
+    turn = sum(m["role"] == "assistant" for m in messages)
+    if "## Given input" in prompt:
+        total = sum(_block_after(prompt, "## Given input")["numbers"])
+        guess = total if turn else total + 1
+        return f'Adding step by step gives {guess}.\n```json\n{{"output": {guess}}}\n```'
+    if "## Given output" in prompt:
+        value = _block_after(prompt, "## Given output")
+        return f'A single number equal to the total.\n```json\n{{"input": {{"numbers": [{value}]}}}}\n```'
+    return REFACTOR
+
+
+class StubLLM:
+    """The server, in a thread of this process; `requests` lists each request's sha256."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/") == "/stats":
+                    with outer._lock:
+                        self._send(200, {"requests": list(outer.requests)})
+                elif self.path.rstrip("/") == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                body = json.loads(raw)
+                with outer._lock:
+                    outer.requests.append(hashlib.sha256(raw).hexdigest())
+                    n = len(outer.requests)
+                content = reply(body["messages"])
+                self._send(
+                    200,
+                    {
+                        "id": f"stub-{n}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model", "stub"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": content},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+                    },
+                )
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever()
+
+    def start(self) -> StubLLM:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    StubLLM(parser.parse_args().port).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
