@@ -13,73 +13,59 @@ from typing import Any
 
 from codeio_dagster.turns import responses_name, verdicts_name
 
-# Funnel key -> (label, stage, the stage's metadata key). The one definition of each count.
-STAGE_COUNTS: dict[str, tuple[str, str, str]] = {
-    "raw_files": ("raw files landed", "raw_code", "rows_in"),
-    "readable_files": ("readable raw files", "raw_code", "kept"),
-    "functions": ("unified functions", "unified_functions", "kept"),
-    "near_duplicate_functions": (
+# The funnel in display order: (key, label, stage, the stage's metadata key), the one
+# definition of each count. A stage ending in `_turn_t` is summed over revision turns 1..T;
+# a row without a stage is computed from the others in `compute_funnel`.
+FUNNEL: tuple[tuple[str, str, str, str], ...] = (
+    ("raw_files", "raw files landed", "raw_code", "rows_in"),
+    ("readable_files", "readable raw files", "raw_code", "kept"),
+    ("functions", "unified functions", "unified_functions", "kept"),
+    (
+        "near_duplicate_functions",
         "near-duplicate functions dropped",
         "unified_functions",
         "dropped_near_duplicate",
     ),
-    "functions_with_pairs": ("functions with enough I/O pairs", "io_pairs", "kept"),
-    "io_pairs": ("I/O pairs", "io_pairs", "pairs"),
-    "tasks": ("prediction tasks", "prediction_tasks", "kept"),
-    "replies_turn_0": ("usable replies at turn 0", "responses", "kept"),
-    "truncated_turn_0": (
+    ("functions_with_pairs", "functions with enough I/O pairs", "io_pairs", "kept"),
+    ("io_pairs", "I/O pairs", "io_pairs", "pairs"),
+    ("tasks", "prediction tasks", "prediction_tasks", "kept"),
+    ("replies_turn_0", "usable replies at turn 0", "responses", "kept"),
+    (
+        "truncated_turn_0",
         "replies cut at the token limit, turn 0",
         "responses",
         "dropped_truncated",
     ),
-    "request_failed_turn_0": ("requests failed, turn 0", "responses", "dropped_request_failed"),
-    "correct_turn_0": ("correct at turn 0", "verdicts", "verdict_correct"),
-    "codeio_rows": ("codeio rows", "codeio_dataset", "kept"),
-    "codeio_pp_rows": ("codeio_pp rows", "codeio_pp_dataset", "kept"),
-    "unified_rows": ("unified rows", "unified_dataset", "kept"),
-}
-# Counts summed over the revision turns 1..T, from the per-turn stages.
-REVISION_COUNTS: dict[str, tuple[str, str, str]] = {
-    "revision_replies": ("usable revision replies", "responses", "kept"),
-    "truncated_revision": (
+    ("request_failed_turn_0", "requests failed, turn 0", "responses", "dropped_request_failed"),
+    ("correct_turn_0", "correct at turn 0", "verdicts", "verdict_correct"),
+    ("not_correct_turn_0", "not correct at turn 0 (what a revision turn asks again)", "", ""),
+    ("revision_replies", "usable revision replies", "responses_turn_t", "kept"),
+    (
+        "truncated_revision",
         "revision replies cut at the token limit",
-        "responses",
+        "responses_turn_t",
         "dropped_truncated",
     ),
-    "request_failed_revision": ("revision requests failed", "responses", "dropped_request_failed"),
-    "fixed_by_revision": ("wrong at turn 0, correct after revision", "verdicts", "verdict_correct"),
-}
-DERIVED_LABELS = {
-    "not_correct_turn_0": "not correct at turn 0 (what a revision turn asks again)",
-    "correct_after_revision": "correct after revision (turn 0 + fixed)",
-}
-ORDER = [
-    "raw_files",
-    "readable_files",
-    "functions",
-    "near_duplicate_functions",
-    "functions_with_pairs",
-    "io_pairs",
-    "tasks",
-    "replies_turn_0",
-    "truncated_turn_0",
-    "request_failed_turn_0",
-    "correct_turn_0",
-    "not_correct_turn_0",
-    "revision_replies",
-    "truncated_revision",
-    "request_failed_revision",
-    "fixed_by_revision",
-    "correct_after_revision",
-    "codeio_rows",
-    "codeio_pp_rows",
-    "unified_rows",
-]
-LABELS = {
-    **{k: v[0] for k, v in STAGE_COUNTS.items()},
-    **{k: v[0] for k, v in REVISION_COUNTS.items()},
-    **DERIVED_LABELS,
-}
+    (
+        "request_failed_revision",
+        "revision requests failed",
+        "responses_turn_t",
+        "dropped_request_failed",
+    ),
+    (
+        "fixed_by_revision",
+        "wrong at turn 0, correct after revision",
+        "verdicts_turn_t",
+        "verdict_correct",
+    ),
+    ("correct_after_revision", "correct after revision (turn 0 + fixed)", "", ""),
+    ("codeio_rows", "codeio rows", "codeio_dataset", "kept"),
+    ("codeio_pp_rows", "codeio_pp rows", "codeio_pp_dataset", "kept"),
+    ("unified_rows", "unified rows", "unified_dataset", "kept"),
+)
+_PER_TURN = "_turn_t"
+ORDER = [key for key, *_ in FUNNEL]
+LABELS = {key: label for key, label, *_ in FUNNEL}
 
 
 class MissingReport(LookupError):
@@ -88,7 +74,7 @@ class MissingReport(LookupError):
 
 def funnel_stages(turns: int) -> list[str]:
     """The stages whose reports the funnel reads."""
-    stages = {stage for _, stage, _ in STAGE_COUNTS.values()}
+    stages = {stage for _, _, stage, _ in FUNNEL if stage and not stage.endswith(_PER_TURN)}
     if not turns:
         stages.discard("codeio_pp_dataset")
     for t in range(1, turns + 1):
@@ -108,16 +94,15 @@ def compute_funnel(reports: Mapping[str, Mapping[str, Any]], turns: int) -> dict
         return int(reports[stage].get(key, 0) or 0)
 
     out: dict[str, int] = {}
-    for name, (_, stage, key) in STAGE_COUNTS.items():
-        if stage == "codeio_pp_dataset" and not turns:
-            continue
-        out[name] = read(stage, key)
-    verdicts_kept = read("verdicts", "kept")
-    out["not_correct_turn_0"] = verdicts_kept - out["correct_turn_0"]
+    for name, _, stage, key in FUNNEL:
+        if stage.endswith(_PER_TURN):
+            make = responses_name if stage.startswith("responses") else verdicts_name
+            if turns:
+                out[name] = sum(read(make(t), key) for t in range(1, turns + 1))
+        elif stage and (turns or stage != "codeio_pp_dataset"):
+            out[name] = read(stage, key)
+    out["not_correct_turn_0"] = read("verdicts", "kept") - out["correct_turn_0"]
     if turns:
-        for name, (_, stage, key) in REVISION_COUNTS.items():
-            make = responses_name if stage == "responses" else verdicts_name
-            out[name] = sum(read(make(t), key) for t in range(1, turns + 1))
         out["correct_after_revision"] = out["correct_turn_0"] + out["fixed_by_revision"]
     return {k: out[k] for k in ORDER if k in out}
 
