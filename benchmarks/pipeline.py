@@ -194,7 +194,7 @@ def publication_costs(root: Path, points: list[int], sample: int = 5) -> dict[in
     """Median seconds of publishing one shard into a local folder holding N shards already."""
     import polars as pl
 
-    from codeio_dagster.publish import CardInfo, LocalFolderPublisher
+    from codeio_dagster.publish import CardInfo, LocalFolderPublisher, PublishSettings
 
     published = root / "data" / "assets"
     tables = {
@@ -203,7 +203,9 @@ def publication_costs(root: Path, points: list[int], sample: int = 5) -> dict[in
     }
     # Small tables: the cost measured is the bookkeeping around a shard, not its Parquet bytes.
     tables = {name: frame.head(5) for name, frame in tables.items()}
-    publisher = LocalFolderPublisher(path=str(root / "publication_bench"))
+    publisher = LocalFolderPublisher(
+        settings=PublishSettings(local_dir=str(root / "publication_bench"))
+    )
     info = CardInfo(funnel={"raw_files": 200, "functions": 67})
     costs, times = {}, []
     for n in range(max(points) + sample):

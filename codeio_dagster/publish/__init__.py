@@ -15,7 +15,7 @@ _EXPORTS = {
     "PublishResult": "codeio_dagster.publish.resources",
     "PublisherResource": "codeio_dagster.publish.resources",
     "PublishSettings": "codeio_dagster.publish.settings",
-    "publisher_from_settings": "codeio_dagster.publish.settings",
+    "publisher_from_settings": "codeio_dagster.publish.resources",
 }
 
 if TYPE_CHECKING:
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
         PublisherResource,
         PublishError,
         PublishResult,
+        publisher_from_settings,
     )
-    from codeio_dagster.publish.settings import PublishSettings, publisher_from_settings
+    from codeio_dagster.publish.settings import PublishSettings
 
 __all__ = [
     "CardInfo",

@@ -1,4 +1,8 @@
-"""Publishers: one commit per shard to a Hugging Face Hub dataset repo, or the same layout on disk."""
+"""Publishers: one commit per shard to a Hugging Face Hub dataset repo, or the same layout on disk.
+
+Their one config field is the `publish:` section itself (`PublishSettings`), as codeio.yaml
+validated it; `publisher_from_settings` picks the implementation `settings.target` names.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,14 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from codeio_dagster import storage
-from codeio_dagster.hfhub import check_repo_id, hub_endpoint
+from codeio_dagster.hfhub import hub_endpoint
 from codeio_dagster.publish.card import (
     LEGACY_INDEX_PATH,
     SUMMARY_PATH,
@@ -30,6 +34,7 @@ from codeio_dagster.publish.card import (
     summary_from_legacy,
     update_summary,
 )
+from codeio_dagster.publish.settings import PublishSettings
 
 _SHARD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
@@ -130,14 +135,30 @@ def shard_files(
 
 
 class PublisherResource(dg.ConfigurableResource):
-    """Publishes one shard's tables plus an updated dataset card; implementations pick the target."""
+    """Publishes one shard's tables plus an updated dataset card; implementations pick the target.
 
-    license: str = "apache-2.0"
-    pretty_name: str = "CodeI/O reasoning data"
-    tags: list[str] = Field(default_factory=list)
+    Its one config field is the `publish:` section; `settings.target` must name this class's.
+    """
+
+    # The target this implementation serves (not configuration: the class is the choice).
+    target: ClassVar[str]
+
+    settings: PublishSettings = Field(
+        default_factory=PublishSettings, description="The publish: section of codeio.yaml."
+    )
+
+    @model_validator(mode="after")
+    def _target_matches(self) -> PublisherResource:
+        if self.settings.target != self.target:
+            raise ValueError(
+                f"{type(self).__name__} publishes to target {self.target!r}, but "
+                f"settings.target is {self.settings.target!r}: use publisher_from_settings"
+            )
+        return self
 
     def static_card(self) -> CardStatic:
-        return CardStatic(license=self.license, pretty_name=self.pretty_name, tags=self.tags)
+        s = self.settings
+        return CardStatic(license=s.license, pretty_name=s.pretty_name, tags=s.tags)
 
     def publish_partition(
         self, shard: str, tables: dict[str, pl.DataFrame], info: CardInfo
@@ -152,17 +173,16 @@ class LocalFolderPublisher(PublisherResource):
     then one PUT and the lock a lease object (`codeio_dagster.storage`).
     """
 
-    path: str
+    target: ClassVar[str] = "local"
 
     def static_card(self) -> CardStatic:
-        return (
-            super().static_card().model_copy(update={"repo_id": str(storage.location(self.path))})
-        )
+        root = str(storage.location(self.settings.local_dir))
+        return super().static_card().model_copy(update={"repo_id": root})
 
     def publish_partition(
         self, shard: str, tables: dict[str, pl.DataFrame], info: CardInfo
     ) -> PublishResult:
-        root = storage.location(self.path)
+        root = storage.location(self.settings.local_dir)
         # Shards are published by parallel runs; without the lock two of them read the same
         # summary and the later write drops the other's shard from the totals and the card.
         with storage.exclusive(root / _LOCK_NAME):
@@ -200,18 +220,17 @@ def _write_atomic(path: storage.Location, data: bytes) -> None:
 class HubPublisher(PublisherResource):
     """Commits each shard to a Hub dataset repo through the real `HfApi` (any endpoint)."""
 
-    repo_id: str
-    endpoint: str | None = Field(
-        default=None, description="Hub URL; HF_ENDPOINT or huggingface.co when unset."
-    )
+    target: ClassVar[str] = "hub"
+
     token: str | None = Field(default=None, repr=False, description="Set from dg.EnvVar.")
-    private: bool = False
-    revision: str = "main"
-    max_attempts: int = 4
-    retry_base_seconds: float = 2.0
+
+    @property
+    def repo_id(self) -> str:
+        assert self.settings.repo_id is not None  # PublishSettings requires it for the hub
+        return self.settings.repo_id
 
     def resolved_endpoint(self) -> str:
-        return hub_endpoint(self.endpoint)
+        return hub_endpoint(self.settings.endpoint)
 
     def static_card(self) -> CardStatic:
         return super().static_card().model_copy(update={"repo_id": self.repo_id})
@@ -225,23 +244,22 @@ class HubPublisher(PublisherResource):
         self, shard: str, tables: dict[str, pl.DataFrame], info: CardInfo
     ) -> PublishResult:
         check_shard(shard)
-        check_repo_id(self.repo_id)
         _usable_tables(tables)
         api = self.api()
         last: str = ""
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.settings.max_attempts + 1):
             try:
                 result = self._publish_once(api, shard, tables, info)
                 return result.model_copy(update={"attempts": attempt})
             except Exception as exc:
                 last = redact(f"{type(exc).__name__}: {exc}", self.token)
-                if not _retryable(exc, last) or attempt == self.max_attempts:
+                if not _retryable(exc, last) or attempt == self.settings.max_attempts:
                     raise PublishError(
                         f"publishing shard {shard!r} to dataset {self.repo_id} at "
                         f"{self.resolved_endpoint()} failed after {attempt} attempt(s); the repo "
                         f"is left at its last good commit. Last error: {last}{_hint(last)}"
                     ) from None
-                time.sleep(self.retry_base_seconds * 2 ** (attempt - 1))
+                time.sleep(self.settings.retry_base_seconds * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
     def _head(self, api) -> str:
@@ -254,7 +272,7 @@ class HubPublisher(PublisherResource):
             self.repo_id,
             SUMMARY_PATH,
             repo_type="dataset",
-            revision=self.revision,
+            revision=self.settings.revision,
             endpoint=self.resolved_endpoint(),
         )
         try:
@@ -262,7 +280,8 @@ class HubPublisher(PublisherResource):
         except RemoteEntryNotFoundError:
             commit = None
         return (
-            commit or api.repo_info(self.repo_id, repo_type="dataset", revision=self.revision).sha
+            commit
+            or api.repo_info(self.repo_id, repo_type="dataset", revision=self.settings.revision).sha
         )
 
     def _publish_once(
@@ -271,7 +290,9 @@ class HubPublisher(PublisherResource):
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
-        api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
+        api.create_repo(
+            self.repo_id, repo_type="dataset", private=self.settings.private, exist_ok=True
+        )
         parent = self._head(api)
         with tempfile.TemporaryDirectory() as tmp:
 
@@ -298,7 +319,7 @@ class HubPublisher(PublisherResource):
             commit_message=f"Publish shard {shard}",
             commit_description=f"codeio-dagster {info.project_version}",
             repo_type="dataset",
-            revision=self.revision,
+            revision=self.settings.revision,
             parent_commit=parent,
         )
         return PublishResult(
@@ -330,3 +351,13 @@ def _retryable(exc: Exception, message: str) -> bool:
         return status >= 500 or status in _RETRY_STATUSES
     # A ValueError is the client refusing our input (e.g. an invalid card); retrying won't help.
     return not isinstance(exc, ValueError | TypeError)
+
+
+def publisher_from_settings(
+    settings: PublishSettings, token: str | dg.EnvVar | None = None
+) -> PublisherResource:
+    """The publisher for `settings.target`, configured with the whole section; pass
+    `token=dg.EnvVar("HF_TOKEN")` for the Hub (a local folder needs none and keeps none)."""
+    if settings.target == "hub":
+        return HubPublisher(settings=settings, token=token)
+    return LocalFolderPublisher(settings=settings)

@@ -1,23 +1,30 @@
-"""The `publish:` section of codeio.yaml and the publisher it selects."""
+"""The `publish:` section of codeio.yaml, declared once.
+
+`PublishSettings` is a `dg.Config`, so the publishers take it whole as their one config field
+(`publish/resources.py`) and the Dagster UI shows it under the YAML's names.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Literal
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from codeio_dagster.hfhub import check_repo_id
-from codeio_dagster.publish.resources import HubPublisher, LocalFolderPublisher, PublisherResource
+from codeio_dagster.storage import location
 
 
-class PublishSettings(BaseModel):
+class PublishSettings(dg.Config):
     """Where finished shards go: a local folder (default) or a Hub dataset repo."""
 
     model_config = ConfigDict(extra="forbid")
 
     target: Literal["local", "hub"] = "local"
+    # A folder, or an object-storage URL (s3://bucket/prefix); a string because Dagster config
+    # has no path type.
     local_dir: str = "published"
     repo_id: str | None = None
     endpoint: str | None = None
@@ -28,6 +35,13 @@ class PublishSettings(BaseModel):
     tags: list[str] = Field(default_factory=list)
     max_attempts: int = Field(default=4, ge=1, le=20)
     retry_base_seconds: float = Field(default=2.0, ge=0)
+
+    @field_validator("local_dir", mode="before")
+    @classmethod
+    def _local_dir(cls, value: object) -> object:
+        # An unsupported URL (gs://...) is refused here, so the config error names the key; as
+        # a `Path` it would silently become the local folder `gs:/...`.
+        return str(location(os.fspath(value))) if isinstance(value, str | os.PathLike) else value
 
     @field_validator("repo_id")
     @classmethod
@@ -46,27 +60,3 @@ class PublishSettings(BaseModel):
         if self.target == "hub" and self.repo_id is None:
             raise ValueError("publish.target is 'hub' but publish.repo_id is not set")
         return self
-
-
-def publisher_from_settings(
-    settings: PublishSettings, token: str | dg.EnvVar | None = None
-) -> PublisherResource:
-    """The publisher resource for the settings; pass `token=dg.EnvVar("HF_TOKEN")` for the Hub."""
-    common = {
-        "license": settings.license,
-        "pretty_name": settings.pretty_name,
-        "tags": settings.tags,
-    }
-    if settings.target == "hub":
-        assert settings.repo_id is not None
-        return HubPublisher(
-            repo_id=settings.repo_id,
-            endpoint=settings.endpoint,
-            token=token,
-            private=settings.private,
-            revision=settings.revision,
-            max_attempts=settings.max_attempts,
-            retry_base_seconds=settings.retry_base_seconds,
-            **common,
-        )
-    return LocalFolderPublisher(path=settings.local_dir, **common)

@@ -155,7 +155,7 @@ def test_config_data_dir_url(tmp_path):
 def test_publisher_on_s3_keeps_every_parallel_shards_record(s3):
     import json
 
-    from codeio_dagster.publish import CardInfo, LocalFolderPublisher
+    from codeio_dagster.publish import CardInfo, LocalFolderPublisher, PublishSettings
     from tests.publish.conftest import _make_tables
 
     url = s3.url("pub")
@@ -167,7 +167,7 @@ def test_publisher_on_s3_keeps_every_parallel_shards_record(s3):
         tables = _make_tables(shard, 2 + i)
         barrier.wait()
         try:
-            LocalFolderPublisher(path=url).publish_partition(
+            LocalFolderPublisher(settings=PublishSettings(local_dir=url)).publish_partition(
                 shard, tables, CardInfo(funnel={"samples": 2 + i})
             )
         except Exception as err:  # reported below with the shard

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from codeio_dagster.config import ConfigError, load_config
+from codeio_dagster.config import ConfigError, load_config, parse_config
 
 GOOD = """
 sources:
@@ -381,3 +381,14 @@ def test_neither_codeio_nor_dagster_prints_a_key_from_a_broken_config(tmp_path, 
         assert done.returncode != 0, command
         assert "not valid YAML" in output, (command, output[-2000:])
         assert "Q9w" not in output, command
+
+
+def test_config_publish_local_dir_url(tmp_path):
+    base = {"sources": [{"name": "a", "kind": "folder", "options": {"path": "."}}]}
+    config = parse_config({**base, "publish": {"local_dir": "s3://bkt/pub/"}}, base_dir=tmp_path)
+    assert config.publish.local_dir == "s3://bkt/pub"
+    local = parse_config({**base, "publish": {"local_dir": "pub"}}, base_dir=tmp_path)
+    assert local.publish.local_dir == str(tmp_path / "pub")
+    # A ConfigError naming the key, with the other problems, not a bare ValueError at load.
+    with pytest.raises(ConfigError, match=r"publish\.local_dir = 'gs://bkt/p'.*unsupported scheme"):
+        parse_config({**base, "publish": {"local_dir": "gs://bkt/p"}}, base_dir=tmp_path)

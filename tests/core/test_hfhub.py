@@ -29,9 +29,9 @@ def test_every_place_refuses_the_same_bad_repo_id_naming_its_field(repo_id):
         PublishSettings(target="hub", repo_id=repo_id)
     with pytest.raises(ValidationError, match="hub source repo_id"):
         HubSourceOptions(repo_id=repo_id)
-    # The publisher checks before touching the network.
-    with pytest.raises(ValueError, match="must look like 'owner/name'"):
-        HubPublisher(repo_id=repo_id).publish_partition("s1", {}, None)
+    # A publisher takes the validated section, so it cannot be built with a bad repo id.
+    with pytest.raises(ValidationError, match="must look like 'owner/name'"):
+        HubPublisher(settings={"target": "hub", "repo_id": repo_id})
 
 
 def test_the_endpoint_is_the_explicit_one_else_hf_endpoint_read_at_call_time(monkeypatch):
@@ -39,5 +39,8 @@ def test_the_endpoint_is_the_explicit_one_else_hf_endpoint_read_at_call_time(mon
     assert hub_endpoint() == DEFAULT_ENDPOINT
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9/")
     assert hub_endpoint() == "http://127.0.0.1:9"
-    assert HubPublisher(repo_id="o/d").resolved_endpoint() == "http://127.0.0.1:9"
+    assert (
+        HubPublisher(settings=PublishSettings(target="hub", repo_id="o/d")).resolved_endpoint()
+        == "http://127.0.0.1:9"
+    )
     assert hub_endpoint("https://hub.example/") == "https://hub.example"

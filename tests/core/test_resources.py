@@ -7,7 +7,7 @@ import pytest
 
 from codeio_dagster.config import CodeioConfig
 from codeio_dagster.llm import EmbeddedLLM, LLMResource, RemoteLLM
-from codeio_dagster.publish import HubPublisher, LocalFolderPublisher
+from codeio_dagster.publish import HubPublisher, LocalFolderPublisher, PublisherResource
 from codeio_dagster.resources import CodeioResource, build_resources
 from codeio_dagster.sandbox.resources import (
     NsjailSandbox,
@@ -47,6 +47,7 @@ def test_each_resource_key_gets_the_implementation_the_config_selects(
     # Each resource holds its section of the config itself, not a copy.
     assert resources["sandbox"].settings is config.sandbox
     assert resources["llm"].settings is config.llm
+    assert resources["publisher"].settings is config.publish
     assert resources["codeio"].config == config
 
 
@@ -86,29 +87,30 @@ def test_a_setting_given_as_run_config_reaches_the_asset_and_is_validated():
     seen = {}
 
     @dg.asset
-    def probe(sandbox: SandboxResource, llm: LLMResource) -> None:
+    def probe(sandbox: SandboxResource, llm: LLMResource, publisher: PublisherResource) -> None:
         seen["sandbox"], seen["llm"] = sandbox.settings, llm.settings
+        seen["publisher"] = publisher.settings
 
     resources = build_resources(config, "codeio.yaml")
+    used = {key: resources[key] for key in ("sandbox", "llm", "publisher")}
     overrides = {
         "sandbox": {"config": {"settings": {"mode": "unsafe_subprocess", "tmpfs_mb": 32}}},
         "llm": {"config": {"settings": {"max_retries": 2, "local_model": {"n_parallel": 2}}}},
+        "publisher": {"config": {"settings": {"pretty_name": "Mine", "tags": ["code"]}}},
     }
-    result = dg.materialize(
-        [probe],
-        resources={"sandbox": resources["sandbox"], "llm": resources["llm"]},
-        run_config={"resources": overrides},
-    )
+    result = dg.materialize([probe], resources=used, run_config={"resources": overrides})
     assert result.success
     assert seen["sandbox"].tmpfs_mb == 32 and seen["sandbox"].mode == "unsafe_subprocess"
     assert seen["llm"].max_retries == 2 and seen["llm"].local_model.n_parallel == 2
+    assert seen["publisher"].pretty_name == "Mine" and seen["publisher"].tags == ["code"]
 
     # The section's own validators run on run config too, naming the field.
     overrides["sandbox"]["config"]["settings"]["runtime_dir"] = "relative"
     with pytest.raises(dg.DagsterResourceFunctionError) as failure:
-        dg.materialize(
-            [probe],
-            resources={"sandbox": resources["sandbox"], "llm": resources["llm"]},
-            run_config={"resources": overrides},
-        )
+        dg.materialize([probe], resources=used, run_config={"resources": overrides})
     assert "runtime_dir must be an absolute path" in str(failure.value.__cause__)
+    del overrides["sandbox"]["config"]["settings"]["runtime_dir"]
+    overrides["publisher"]["config"]["settings"]["local_dir"] = "gs://bucket/out"
+    with pytest.raises(dg.DagsterResourceFunctionError) as failure:
+        dg.materialize([probe], resources=used, run_config={"resources": overrides})
+    assert "unsupported scheme 'gs'" in str(failure.value.__cause__)

@@ -14,7 +14,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 
 from codeio_dagster.assets.hub_publication import build_hub_publication
 from codeio_dagster.partitions import shards
-from codeio_dagster.publish import HubPublisher, LocalFolderPublisher
+from codeio_dagster.publish import HubPublisher, LocalFolderPublisher, PublishSettings
 from codeio_dagster.sources.hub import HubSource
 
 
@@ -52,7 +52,10 @@ def _materialize(tables, publisher, shard="s7"):
 def test_asset_publishes_to_the_hub(hub, make_tables, caplog):
     caplog.set_level(logging.DEBUG)
     tables = make_tables("s7", 4)
-    publisher = HubPublisher(repo_id="o/assets", token=dg.EnvVar("HF_TOKEN"), endpoint=hub.url)
+    publisher = HubPublisher(
+        settings=PublishSettings(target="hub", repo_id="o/assets", endpoint=hub.url),
+        token=dg.EnvVar("HF_TOKEN"),
+    )
     meta = _materialize(tables, publisher)
     assert meta["revision"] == hub.state.head("dataset", "o/assets")
     assert meta["rows/codeio"] == 4 and meta["rows/codeio_pp"] == 3 and meta["rows/unified"] == 2
@@ -66,7 +69,10 @@ def test_asset_publishes_to_the_hub(hub, make_tables, caplog):
 
 
 def test_asset_publishes_to_a_local_folder(make_tables, tmp_path):
-    meta = _materialize(make_tables("s7", 2), LocalFolderPublisher(path=str(tmp_path / "out")))
+    meta = _materialize(
+        make_tables("s7", 2),
+        LocalFolderPublisher(settings=PublishSettings(local_dir=str(tmp_path / "out"))),
+    )
     assert meta["target"] == "local" and meta["rows/codeio"] == 2
     assert (tmp_path / "out" / "data" / "unified" / "s7.parquet").exists()
 

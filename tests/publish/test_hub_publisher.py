@@ -10,17 +10,18 @@ import pytest
 import yaml
 from huggingface_hub import HfApi, snapshot_download
 
-from codeio_dagster.publish import CardInfo, HubPublisher, PublishError
+from codeio_dagster.publish import CardInfo, HubPublisher, PublishError, PublishSettings
 
 REPO = "codeio/test-data"
 
 
-def _publisher(hub, **kw) -> HubPublisher:
+def _publisher(hub, token: str | None = None, **kw) -> HubPublisher:
     import os
 
-    return HubPublisher(
-        repo_id=REPO, endpoint=hub.url, token=os.environ["HF_TOKEN"], retry_base_seconds=0, **kw
+    settings = PublishSettings(
+        target="hub", repo_id=REPO, endpoint=hub.url, retry_base_seconds=0, **kw
     )
+    return HubPublisher(settings=settings, token=token or os.environ["HF_TOKEN"])
 
 
 def _info(shard: str, tables) -> CardInfo:
@@ -133,7 +134,7 @@ def test_server_errors_are_retried_with_backoff(hub, make_tables):
 
 def test_wrong_token_fails_at_once_with_a_clear_message_without_the_token(hub, make_tables):
     bad = "hf_WRONG-test-value-not-a-real-token"
-    publisher = HubPublisher(repo_id=REPO, endpoint=hub.url, token=bad, retry_base_seconds=0)
+    publisher = _publisher(hub, token=bad)
     with pytest.raises(PublishError) as err:
         publisher.publish_partition("s1", make_tables("s1", 2), CardInfo())
     assert "after 1 attempt" in str(err.value) and REPO in str(err.value)

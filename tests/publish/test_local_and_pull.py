@@ -25,7 +25,7 @@ def test_local_folder_loads_with_datasets(make_tables, tmp_path):
     import datasets
 
     folder = tmp_path / "published"
-    publisher = LocalFolderPublisher(path=str(folder))
+    publisher = LocalFolderPublisher(settings=PublishSettings(local_dir=str(folder)))
     first, second = make_tables("a", 3), make_tables("b", 2)
     publisher.publish_partition("a", first, CardInfo(funnel={"samples": 3}))
     publisher.publish_partition("b", second, CardInfo(funnel={"samples": 2}))
@@ -48,7 +48,7 @@ def _publish_in_child(folder: str, shard: str, tables, barrier) -> None:
     # All children publish at once, so each reads the stats index while the others are
     # publishing too: the interleaving parallel runs produce.
     barrier.wait(timeout=300)
-    LocalFolderPublisher(path=folder).publish_partition(
+    LocalFolderPublisher(settings=PublishSettings(local_dir=folder)).publish_partition(
         shard, tables, CardInfo(funnel={"samples": tables["codeio"].height})
     )
 
@@ -89,7 +89,7 @@ def test_parallel_processes_keep_every_shards_stats_record(make_tables, tmp_path
 
 
 def test_bad_shard_and_table_inputs_are_named(tmp_path, make_tables):
-    publisher = LocalFolderPublisher(path=str(tmp_path))
+    publisher = LocalFolderPublisher(settings=PublishSettings(local_dir=str(tmp_path)))
     with pytest.raises(ValueError, match=r"shard key '\.\./x'"):
         publisher.publish_partition("../x", make_tables("x", 1), CardInfo())
     with pytest.raises(TypeError, match="table 'codeio' must be a polars DataFrame"):
@@ -97,7 +97,10 @@ def test_bad_shard_and_table_inputs_are_named(tmp_path, make_tables):
 
 
 def test_pull_downloads_a_pinned_revision(hub, make_tables, tmp_path, capsys):
-    publisher = HubPublisher(repo_id="o/d", endpoint=hub.url, token=os.environ["HF_TOKEN"])
+    publisher = HubPublisher(
+        settings=PublishSettings(target="hub", repo_id="o/d", endpoint=hub.url),
+        token=os.environ["HF_TOKEN"],
+    )
     first = publisher.publish_partition("s1", make_tables("s1", 3), CardInfo())
     publisher.publish_partition("s2", make_tables("s2", 2), CardInfo())
 
@@ -128,6 +131,6 @@ def test_settings_validate_and_pick_the_publisher(tmp_path):
     with pytest.raises(ValidationError, match="extra"):
         PublishSettings(token="hf_x")
     local = publisher_from_settings(PublishSettings(local_dir=str(tmp_path / "out")))
-    assert isinstance(local, LocalFolderPublisher) and local.path == f"{tmp_path}/out"
+    assert isinstance(local, LocalFolderPublisher) and local.settings.local_dir == f"{tmp_path}/out"
     hub = publisher_from_settings(PublishSettings(target="hub", repo_id="o/d", license="mit"))
-    assert isinstance(hub, HubPublisher) and hub.repo_id == "o/d" and hub.license == "mit"
+    assert isinstance(hub, HubPublisher) and hub.repo_id == "o/d" and hub.settings.license == "mit"

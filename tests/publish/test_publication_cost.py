@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from codeio_dagster.publish import CardInfo, HubPublisher, LocalFolderPublisher
+from codeio_dagster.publish import CardInfo, HubPublisher, LocalFolderPublisher, PublishSettings
 from codeio_dagster.publish import resources as publish_resources
 
 
@@ -42,7 +42,7 @@ def test_local_publication_reads_and_writes_the_same_however_many_shards(
 
     monkeypatch.setattr(publish_resources, "_read_file", spy_read)
     monkeypatch.setattr(publish_resources, "_write_atomic", spy_write)
-    publisher = LocalFolderPublisher(path=str(tmp_path))
+    publisher = LocalFolderPublisher(settings=PublishSettings(local_dir=str(tmp_path)))
     shapes = {}
     for i in range(40):
         shard = f"s{i:04d}"
@@ -79,7 +79,10 @@ def test_hub_commit_holds_one_shard_and_reads_no_listing(hub, make_tables, monke
             return super().create_commit(repo_id, operations, **kwargs)
 
     publisher = HubPublisher(
-        repo_id="codeio/cost", endpoint=hub.url, token=os.environ["HF_TOKEN"], retry_base_seconds=0
+        settings=PublishSettings(
+            target="hub", repo_id="codeio/cost", endpoint=hub.url, retry_base_seconds=0
+        ),
+        token=os.environ["HF_TOKEN"],
     )
     monkeypatch.setattr(
         HubPublisher,
@@ -117,7 +120,7 @@ def test_a_folder_with_the_old_single_index_is_converted_once(tmp_path, make_tab
     old = {s: shard_stats(s, make_tables(s, 3), CardInfo(funnel={"raw": 7})) for s in ("a", "b")}
     (tmp_path / "stats").mkdir()
     (tmp_path / "stats" / "shards.json").write_text(json.dumps({"shards": old}))
-    publisher = LocalFolderPublisher(path=str(tmp_path))
+    publisher = LocalFolderPublisher(settings=PublishSettings(local_dir=str(tmp_path)))
     publisher.publish_partition("b", make_tables("b", 1), CardInfo(funnel={"raw": 2}))
 
     assert not (tmp_path / "stats" / "shards.json").exists()
