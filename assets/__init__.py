@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from codeio_dagster.config import CodeioConfig
+if TYPE_CHECKING:
+    from codeio_dagster.config import CodeioConfig
 
 
 def build_assets(config: CodeioConfig, config_path: str = "") -> list[dg.AssetsDefinition]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from codeio_dagster.config import CodeioConfig
-from codeio_dagster.shards import Landing
+if TYPE_CHECKING:
+    # Imported where used: every stage asset imports this module for `CodeioResource`, and
+    # the config model pulls in every section's package (llm, sandbox, publish).
+    from codeio_dagster.config import CodeioConfig
+    from codeio_dagster.shards import Landing
 
 
 class CodeioResource(dg.ConfigurableResource):
@@ -21,7 +24,7 @@ class CodeioResource(dg.ConfigurableResource):
     settings: dict[str, Any] = Field(description="codeio.yaml, validated, paths resolved.")
     config_path: str = Field(default="", description="Where the settings were read from.")
 
-    _config: CodeioConfig | None = PrivateAttr(default=None)
+    _config: Any = PrivateAttr(default=None)
 
     @classmethod
     def from_config(cls, config: CodeioConfig, config_path: str = "") -> CodeioResource:
@@ -29,12 +32,16 @@ class CodeioResource(dg.ConfigurableResource):
 
     @property
     def config(self) -> CodeioConfig:
+        from codeio_dagster.config import CodeioConfig
+
         if self._config is None:
             # Already validated once; this only turns the carried values back into the model.
             self._config = CodeioConfig.model_validate(self.settings)
         return self._config
 
     def landing(self) -> Landing:
+        from codeio_dagster.shards import Landing
+
         return Landing(self.config.data_dir / "landing")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from codeio_dagster.assets.checks import check_specs, evaluate
+from codeio_dagster.assets.check_judges import evaluate, judge_of
+from codeio_dagster.assets.checks import CHECKS, check_specs, checks_for
 from codeio_dagster.config import CodeioConfig
 from codeio_dagster.models import ResponseRecord, polars_schema
 
@@ -95,3 +96,12 @@ def test_every_check_says_what_it_checked(asset):
     frame = pl.DataFrame({"status": ["ok"]})
     for result in evaluate(asset, frame, {}, _config()):
         assert result.metadata["checked"].value, (asset, result.check_name)
+
+
+def test_every_declared_check_has_a_judge_of_its_own_stage():
+    for stage in CHECKS:
+        for asset in (stage, f"{stage}_turn_1"):
+            for check in checks_for(asset):
+                assert callable(judge_of(asset, check.name)), (asset, check.name)
+    with pytest.raises(KeyError):
+        judge_of("raw_code", "not_declared")
