@@ -139,7 +139,9 @@ def main() -> None:
     if args.lines:
         files = source_files()
         n, median, p90, top = line_stats(files)
-        print(f"lines per non-test source file: {n} files, median {median:g}, p90 {p90:.0f}, max {top}")
+        print(
+            f"lines per non-test source file: {n} files, median {median:g}, p90 {p90:.0f}, max {top}"
+        )
         for f in sorted(files, key=lambda f: -len(f.read_text(encoding="utf-8").splitlines()))[:10]:
             print(f"  {len(f.read_text(encoding='utf-8').splitlines()):>5} {f.relative_to(ROOT)}")
 
