@@ -11,7 +11,7 @@ import polars as pl
 
 from codeio_dagster.answers import extract_answer
 from codeio_dagster.models import VerdictRecord, to_frame
-from codeio_dagster.sandbox.executor import JobResult
+from codeio_dagster.sandbox.jobs import JobResult
 from codeio_dagster.tasks.base import TaskKind
 
 

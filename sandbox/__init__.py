@@ -1,6 +1,6 @@
 """Isolated execution of untrusted code: nsjail fork-server jails, I/O pairs, answer checks."""
 
-from codeio_dagster.sandbox.executor import Executor, Job, JobResult
+from codeio_dagster.sandbox.executor import Executor
 from codeio_dagster.sandbox.iopairs import (
     FunctionSpec,
     IOPair,
@@ -8,6 +8,7 @@ from codeio_dagster.sandbox.iopairs import (
     combine_for_sandbox,
     generate_io_pairs,
 )
+from codeio_dagster.sandbox.jobs import Job, JobResult
 from codeio_dagster.sandbox.runtime import ensure_runtime
 from codeio_dagster.sandbox.settings import IOPairLimits, SandboxSettings
 from codeio_dagster.sandbox.values import canonical_json, outputs_equal

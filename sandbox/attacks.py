@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeio_dagster.sandbox.executor import Executor, Job, JobResult
+from codeio_dagster.sandbox.executor import Executor
+from codeio_dagster.sandbox.jobs import Job, JobResult
 
 SECRET_ENV = "CODEIO_SELFTEST_SECRET"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -59,7 +59,8 @@ def _fail(message: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from codeio_dagster.sandbox.executor import Executor, Job
+    from codeio_dagster.sandbox.executor import Executor
+    from codeio_dagster.sandbox.jobs import Job
 
     try:
         code = args.file.read_text()
@@ -90,7 +91,7 @@ def _public(result) -> dict:
 def _read_jobs(path: Path):
     from pydantic import ValidationError
 
-    from codeio_dagster.sandbox.executor import Job
+    from codeio_dagster.sandbox.jobs import Job
 
     jobs = []
     with path.open() as handle:

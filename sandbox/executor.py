@@ -1,44 +1,38 @@
-"""Batch executor: one long-lived jail with a fork-server per worker, jobs spread across them."""
+"""The sandbox executor: runs jobs in isolated, long-lived fork-server jails.
+
+Its parts, each in its own module: `jobs` (what a job is, how a reply becomes a result),
+`worker` (one jail and its pipe), `batch` (spreading one call's jobs over the jails), `warm`
+(the executor a process keeps between steps), `cache` (replies kept by what decides them).
+"""
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import fcntl
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
 import re
-import selectors
 import shutil
-import struct
-import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from codeio_dagster.progress import Progress
+from codeio_dagster.sandbox.batch import Batch
 from codeio_dagster.sandbox.cache import ResultCache, result_key
 from codeio_dagster.sandbox.jail import (
     SANDBOX_SRC,
     SERVER_FILES,
     CgroupSupport,
-    build_config,
     locate_nsjail_binary,
     prepare_cgroups,
     sweep_stale_cgroups,
 )
+from codeio_dagster.sandbox.jobs import HOST_MADE, Job, JobResult, result_from_reply
 from codeio_dagster.sandbox.runtime import (
     recipe_hash,
     runtime_is_current,
@@ -46,16 +40,10 @@ from codeio_dagster.sandbox.runtime import (
     runtime_python,
 )
 from codeio_dagster.sandbox.settings import SandboxSettings
+from codeio_dagster.sandbox.worker import Worker
 
 log = logging.getLogger(__name__)
 
-Status = Literal["ok", "exception", "timeout", "memory", "output_limit", "killed", "invalid_output"]
-_HEADER = struct.Struct(">I")
-_START_TIMEOUT_S = 120.0
-# Slack the host grants beyond the fork-server's own limit before it declares the jail hung.
-_WATCHDOG_SLACK_S = 10.0
-# Requests written ahead to one jail: it starts the next job without waiting for the host.
-_WINDOW = 4
 SCRATCH_PREFIX = "codeio-sandbox-"
 _OWNER_LOCK = ".owner.lock"
 
@@ -64,362 +52,6 @@ UNSAFE_WARNING = (
     "network, your files and your environment's secrets reachable. Use it only for debugging "
     "trusted code. !!!"
 )
-
-
-class Job(BaseModel):
-    """One call of `call` from `code` with `input` as kwargs (dict) or positional args (list)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    code: str
-    call: str = "main_solution"
-    input: dict[str, Any] | list[Any] = Field(default_factory=dict)
-    timeout_s: float | None = Field(None, gt=0, le=3600)
-    hash_seed: int | None = Field(
-        None, ge=0, le=4294967295, description="Run under another PYTHONHASHSEED (own jails)."
-    )
-
-
-class JobResult(BaseModel):
-    """How one job ended; output is canonical JSON text when status is ok."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    status: Status
-    output: str | None = None
-    error: str | None = None
-    duration_ms: float = 0.0
-    conversions: list[str] = Field(default_factory=list)
-    stdout: str = ""
-
-
-class WorkerDied(Exception):
-    """The jail exited or stopped answering."""
-
-    def __init__(self, message: str, hung: bool = False):
-        super().__init__(message)
-        self.hung = hung
-
-
-class _Worker:
-    """One jail (or, unsafe, one plain process) running the fork-server.
-
-    Driven by `_Batch`'s event loop: frames are queued in `out` and written without blocking,
-    replies parsed from `buf`; `inflight` holds the request indices sent and not yet answered,
-    in order, the first of them running.
-    """
-
-    def __init__(self, executor: Executor, hash_seed: int, heavy: bool, index: int):
-        self.executor = executor
-        self.hash_seed = hash_seed
-        self.heavy = heavy
-        self.key = (hash_seed, heavy)
-        self.index = index
-        self.proc: subprocess.Popen | None = None
-        self.buf = bytearray()
-        self.out = bytearray()
-        self.inflight: deque[int] = deque()
-        self.awaiting_hello = False
-        # When the first in-flight request started running (as far as the host can tell).
-        self.head_since = 0.0
-        self.starts = 0
-        kind = "heavy" if heavy else "light"
-        self.stderr_path = executor.scratch / f"worker-{hash_seed}-{kind}-{index}.log"
-
-    def start(self) -> None:
-        """Launch the jail; its hello arrives later, through the event loop."""
-        ex = self.executor
-        settings = ex.settings
-        self.starts += 1
-        ex.jail_starts[self.key] = ex.jail_starts.get(self.key, 0) + 1
-        workdir = "/tmp"
-        if settings.mode == "nsjail":
-            cfg_path = ex.scratch / f"jail-{self.hash_seed}.cfg"
-            if not cfg_path.exists():
-                cfg_path.write_text(
-                    build_config(settings, ex.runtime_dir, self.hash_seed, ex.cgroups)
-                )
-            cmd = [str(ex.nsjail), "--config", str(cfg_path)]
-            env = {"PATH": "/usr/bin:/bin"}
-        else:
-            wd = ex.scratch / f"tmp-{self.hash_seed}-{int(self.heavy)}-{self.index}"
-            wd.mkdir(exist_ok=True)
-            workdir = str(wd)
-            cmd = [str(ex.python), "-s", "-B", str(SANDBOX_SRC / "forkserver.py")]
-            env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "PYTHONHASHSEED": str(self.hash_seed)}
-            env.update({k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")})
-        with open(self.stderr_path, "ab") as err:
-            self.proc = _launch([*_die_with_parent(), *cmd], err, env)
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        os.set_blocking(self.proc.stdin.fileno(), False)
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        self.buf = bytearray()
-        self.out = bytearray()
-        self.inflight.clear()
-        self.awaiting_hello = True
-        self.head_since = time.monotonic()
-        preload = settings.preload + (settings.heavy_preload if self.heavy else [])
-        self.queue({"workdir": workdir, "preload": preload})
-
-    def stop(self) -> None:
-        proc = self.proc
-        self.proc = None
-        if proc is None:
-            return
-        try:
-            if proc.stdin:
-                proc.stdin.close()
-            proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-
-    def kill(self) -> None:
-        proc = self.proc
-        self.proc = None
-        if proc is None:
-            return
-        proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                if stream:
-                    stream.close()
-            except OSError:
-                pass
-
-    def tail_log(self) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")[-600:].strip()
-        except OSError:
-            return ""
-
-    def deadline(self, requests: Sequence[tuple[int | None, dict[str, Any]]]) -> float:
-        """When the host gives up on the jail: start-up, or the running job's limit plus slack."""
-        if self.awaiting_hello:
-            return self.head_since + _START_TIMEOUT_S
-        wall = float(requests[self.inflight[0]][1]["wall_timeout_s"])
-        return self.head_since + wall + _WATCHDOG_SLACK_S
-
-    def queue(self, obj: dict[str, Any]) -> None:
-        data = json.dumps(obj).encode("utf-8")
-        self.out += _HEADER.pack(len(data))
-        self.out += data
-
-    def flush(self) -> None:
-        """Write what the pipe takes now."""
-        assert self.proc is not None and self.proc.stdin is not None
-        try:
-            while self.out:
-                written = os.write(self.proc.stdin.fileno(), self.out)
-                del self.out[:written]
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            raise WorkerDied(f"jail stopped accepting jobs: {exc}") from None
-
-    def read_frames(self) -> list[dict[str, Any]]:
-        """Every complete frame that has arrived; WorkerDied at end of file."""
-        assert self.proc is not None and self.proc.stdout is not None
-        try:
-            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
-        except BlockingIOError:
-            return []
-        except OSError as exc:
-            raise WorkerDied(f"jail pipe failed: {exc}") from None
-        if not chunk:
-            raise WorkerDied("jail exited")
-        self.buf += chunk
-        frames = []
-        while len(self.buf) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self.buf)
-            end = _HEADER.size + size
-            if len(self.buf) < end:
-                break
-            body = bytes(self.buf[_HEADER.size : end])
-            del self.buf[:end]
-            try:
-                frames.append(json.loads(body))
-            except ValueError:
-                raise WorkerDied("jail sent a malformed frame") from None
-        return frames
-
-
-class _Batch:
-    """One `run_requests` call: a single-threaded event loop over the jails.
-
-    Each of the `worker_count()` slots runs one job at a time, in the light or the heavy jail
-    of the request's hash seed, so no more jobs execute at once than there are cores. Up to
-    `_WINDOW` requests are written ahead to a jail so that it never waits for the host between
-    jobs, and the host wakes once for several replies when it is slow to get a CPU.
-    """
-
-    def __init__(
-        self,
-        executor: Executor,
-        requests: Sequence[tuple[int | None, dict[str, Any]]],
-        progress: bool | str,
-        on_reply: Callable[[int, dict[str, Any]], None] | None,
-    ):
-        self.ex = executor
-        self.requests = requests
-        executor.requests_run += len(requests)
-        self.on_reply = on_reply
-        self.replies: list[dict[str, Any] | None] = [None] * len(requests)
-        self.left = len(requests)
-        self.pending: dict[tuple[int, bool], deque[int]] = {}
-        default_seed = executor.settings.hash_seed
-        for i, (seed, req) in enumerate(requests):
-            key = (default_seed if seed is None else seed, executor.is_heavy(req["code"]))
-            self.pending.setdefault(key, deque()).append(i)
-        self.slots: list[_Worker | None] = [None] * executor.settings.worker_count()
-        label = progress if isinstance(progress, str) else executor.progress
-        if label and requests:
-            # A stage's jobs (Executor.progress): log lines for the UI's run log and the CLI.
-            self.bar: Any = Progress(label, len(requests), log=log, unit="sandbox jobs")
-        else:
-            self.bar = _progress_bar(len(requests)) if progress is True else None
-        self.sel = selectors.DefaultSelector()
-
-    def run(self) -> list[dict[str, Any]]:
-        try:
-            while self.left:
-                for slot in range(len(self.slots)):
-                    self._feed(slot)
-                self._wait()
-        finally:
-            self.sel.close()
-            if self.bar is not None:
-                self.bar.close()
-        lost = {"status": "killed", "error": "lost", HOST_MADE: True}
-        return [r if r is not None else dict(lost) for r in self.replies]
-
-    def _feed(self, slot: int) -> None:
-        worker = self.slots[slot]
-        if worker is None or not worker.inflight:
-            queued = [(q[0], key) for key, q in self.pending.items() if q]
-            if not queued:
-                return
-            if worker is None or not self.pending.get(worker.key):
-                # An idle slot switches to the kind of job that has waited longest.
-                worker = self.ex._pool(*min(queued)[1])[slot]
-                self.slots[slot] = worker
-            if worker.proc is None:
-                worker.start()
-            assert worker.proc is not None
-            if not _is_registered(self.sel, worker.proc.stdout):
-                self.sel.register(worker.proc.stdout, selectors.EVENT_READ, worker)
-        queue = self.pending.get(worker.key)
-        # Near the end of a batch a request written ahead could wait behind a long job while
-        # another jail idles, so then one at a time.
-        waiting = sum(len(q) for q in self.pending.values())
-        window = _WINDOW if waiting > _WINDOW * len(self.slots) else 1
-        sent = False
-        while queue and len(worker.inflight) < window:
-            i = queue.popleft()
-            worker.queue(self.requests[i][1])
-            if not worker.inflight and not worker.awaiting_hello:
-                worker.head_since = time.monotonic()
-            worker.inflight.append(i)
-            sent = True
-        if sent or worker.out:
-            try:
-                worker.flush()
-            except WorkerDied as exc:
-                self._fail(worker, exc)
-                return
-            self._watch_writes(worker)
-
-    def _watch_writes(self, worker: _Worker) -> None:
-        assert worker.proc is not None and worker.proc.stdin is not None
-        registered = _is_registered(self.sel, worker.proc.stdin)
-        if worker.out and not registered:
-            self.sel.register(worker.proc.stdin, selectors.EVENT_WRITE, worker)
-        elif not worker.out and registered:
-            self.sel.unregister(worker.proc.stdin)
-
-    def _wait(self) -> None:
-        busy = [w for w in self.slots if w is not None and w.proc is not None and w.inflight]
-        if not busy:
-            return
-        now = time.monotonic()
-        timeout = max(0.0, min(w.deadline(self.requests) for w in busy) - now)
-        for key, _ in self.sel.select(timeout):
-            worker: _Worker = key.data
-            if worker.proc is None:
-                continue  # killed earlier in this round
-            try:
-                if key.fileobj is worker.proc.stdin:
-                    worker.flush()
-                    self._watch_writes(worker)
-                else:
-                    for frame in worker.read_frames():
-                        self._on_frame(worker, frame)
-            except WorkerDied as exc:
-                self._fail(worker, exc)
-        now = time.monotonic()
-        for worker in busy:
-            if worker.proc is not None and worker.inflight and now > worker.deadline(self.requests):
-                waited = now - worker.head_since
-                self._fail(worker, WorkerDied(f"no reply within {waited:.1f} s", hung=True))
-
-    def _on_frame(self, worker: _Worker, frame: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if worker.awaiting_hello:
-            if not frame.get("ready"):
-                raise WorkerDied(f"fork-server did not start: {frame}")
-            worker.awaiting_hello = False
-        else:
-            if not worker.inflight:
-                raise WorkerDied("jail sent a reply nobody asked for")
-            self._finish(worker.inflight.popleft(), frame)
-        worker.head_since = now
-
-    def _fail(self, worker: _Worker, exc: WorkerDied) -> None:
-        detail = worker.tail_log()
-        if worker.proc is not None:
-            for stream in (worker.proc.stdin, worker.proc.stdout):
-                if _is_registered(self.sel, stream):
-                    self.sel.unregister(stream)
-        worker.kill()
-        if not worker.inflight:
-            return
-        msg = f"sandbox worker {'hung' if exc.hung else 'died'} during this job: {exc}"
-        if detail:
-            msg += f"; jail log: {detail}"
-        self._finish(
-            worker.inflight.popleft(),
-            {
-                "status": "timeout" if exc.hung else "killed",
-                "error": msg,
-                "duration_ms": (time.monotonic() - worker.head_since) * 1000.0,
-                HOST_MADE: True,
-            },
-        )
-        # The others never started: they go back to the front of their queue, in order.
-        queue = self.pending.setdefault(worker.key, deque())
-        queue.extendleft(reversed(worker.inflight))
-        worker.inflight.clear()
-
-    def _finish(self, i: int, reply: dict[str, Any]) -> None:
-        self.replies[i] = reply
-        self.left -= 1
-        if self.on_reply is not None:
-            self.on_reply(i, reply)
-        if self.bar is not None:
-            self.bar.update(1)
-
-
-def _is_registered(sel: selectors.BaseSelector, fileobj: Any) -> bool:
-    try:
-        sel.get_key(fileobj)
-    except (KeyError, ValueError):
-        return False
-    return True
 
 
 class Executor:
@@ -432,7 +64,7 @@ class Executor:
     def __init__(self, settings: SandboxSettings | None = None, scratch_root: Path | None = None):
         self.settings = settings or SandboxSettings()
         self.scratch_root = Path(scratch_root or tempfile.gettempdir())
-        self._pools: dict[tuple[int, bool], list[_Worker]] = {}
+        self._pools: dict[tuple[int, bool], list[Worker]] = {}
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._scratch: Path | None = None
@@ -508,7 +140,7 @@ class Executor:
             os.close(self._owner_lock)
             self._owner_lock = None
 
-    def _pool(self, hash_seed: int, heavy: bool) -> list[_Worker]:
+    def _pool(self, hash_seed: int, heavy: bool) -> list[Worker]:
         key = (hash_seed, heavy)
         with self._lock:
             pool = self._pools.get(key)
@@ -520,7 +152,7 @@ class Executor:
                     "heavy" if heavy else "light",
                     " (preloading numpy, scipy, ...)" if heavy else "",
                 )
-                pool = [_Worker(self, hash_seed, heavy, i) for i in range(count)]
+                pool = [Worker(self, hash_seed, heavy, i) for i in range(count)]
                 self._pools[key] = pool
         return pool
 
@@ -598,7 +230,7 @@ class Executor:
             raise RuntimeError("Executor must be entered (`with Executor(settings) as ex:`) first")
         if cache is None:
             with self._run_lock:
-                return _Batch(self, requests, progress, on_reply).run()
+                return Batch(self, requests, progress, on_reply).run()
         identity = self.identity()
         default_seed = self.settings.hash_seed
         keys = [
@@ -620,7 +252,7 @@ class Executor:
         if missing:
             inner = None if on_reply is None else (lambda j, r: on_reply(missing[j], r))
             with self._run_lock:
-                fresh = _Batch(self, [requests[i] for i in missing], progress, inner).run()
+                fresh = Batch(self, [requests[i] for i in missing], progress, inner).run()
             for i, reply in zip(missing, fresh, strict=True):
                 replies[i] = reply
             cache.put_many(
@@ -661,129 +293,10 @@ def _server_hash() -> str:
     return digest.hexdigest()
 
 
-_launcher: tuple[int, ThreadPoolExecutor] | None = None
-_launcher_lock = threading.Lock()
-
-
-def _launch(cmd: list[str], stderr: Any, env: dict[str, str]) -> subprocess.Popen:
-    """Start a jail from the one long-lived launcher thread of this process.
-
-    The kernel sends PR_SET_PDEATHSIG when the *thread* that forked a process ends, so a jail
-    started from a short-lived thread (a Dagster step's) would die with that thread.
-    """
-    global _launcher
-    with _launcher_lock:
-        if _launcher is None or _launcher[0] != os.getpid():
-            _launcher = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="codeio-jails"))
-        pool = _launcher[1]
-    return pool.submit(
-        subprocess.Popen,
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        env=env,
-        close_fds=True,
-        start_new_session=True,
-    ).result()
-
-
-@functools.cache
-def _die_with_parent() -> tuple[str, ...]:
-    """A prefix that makes the jail's process get SIGKILL when this process dies.
-
-    nsjail already kills its jail when nsjail itself dies; this closes the gap between us and
-    nsjail, so a killed run leaves no jail running until its limits.
-    """
-    setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
-    if setpriv is None:
-        log.warning("setpriv (util-linux) not found: jails outlive a killed run until their limits")
-        return ()
-    return (setpriv, "--pdeathsig", "KILL", "--")
-
-
-_warm: dict[str, Executor] = {}
-_warm_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def warm_executor(settings: SandboxSettings) -> Iterator[Executor]:
-    """An executor kept running for this process and handed to every step with these settings.
-
-    Jails cost their start-up once per run, not once per step (a heavy jail preloads numpy,
-    scipy, pandas, sympy and networkx: about 2.3 s of CPU). Only the most recent settings are
-    kept warm; the jails stop at exit or when the process dies.
-    """
-    key = settings.model_dump_json()
-    with _warm_lock:
-        executor = _warm.get(key)
-        if executor is None or executor._scratch is None:
-            for old in _warm.values():
-                old.close()
-            _warm.clear()
-            executor = Executor(settings).__enter__()
-            _warm[key] = executor
-    yield executor
-
-
-@atexit.register
-def close_warm_executors() -> None:
-    """Stop the jails kept warm by `warm_executor`."""
-    with _warm_lock:
-        for executor in _warm.values():
-            executor.close()
-        _warm.clear()
-
-
 @functools.cache
 def _heavy_pattern(modules: tuple[str, ...]) -> re.Pattern[str]:
     names = "|".join(re.escape(m) for m in modules)
     return re.compile(rf"\b(?:{names})\b")
-
-
-_STATUSES = set(Status.__args__)
-# Marks a reply the host wrote because a jail died or hung: never cached, it says nothing about
-# the job.
-HOST_MADE = "_host_made"  # type: ignore[attr-defined]
-
-
-def _is_json_text(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        json.loads(value)
-    except ValueError:
-        return False
-    return True
-
-
-def result_from_reply(job_id: str, reply: dict[str, Any]) -> JobResult:
-    """A checked JobResult from a fork-server reply; a malformed one becomes invalid_output."""
-    # The reply crossed a pipe the job could also write to: trust its shape only after checking.
-    status = reply.get("status")
-    error = reply.get("error")
-    error = None if error is None else str(error)[:4000]
-    output = reply.get("output") if status == "ok" else None
-    if status not in _STATUSES:
-        status, error = "invalid_output", f"malformed reply status {str(status)[:80]!r}"
-    elif status == "ok" and not _is_json_text(output):
-        status, output, error = "invalid_output", None, "reply output is not JSON text"
-    conversions = reply.get("conversions")
-    if not (isinstance(conversions, list) and all(isinstance(c, str) for c in conversions)):
-        conversions = []
-    try:
-        duration = float(reply.get("duration_ms", 0.0))
-    except (TypeError, ValueError):
-        duration = 0.0
-    return JobResult(
-        id=job_id,
-        status=status,
-        output=output,
-        error=error,
-        duration_ms=duration,
-        conversions=conversions[:50],
-        stdout=str(reply.get("stdout") or "")[:8192],
-    )
 
 
 def _optional_runtime(settings: SandboxSettings) -> Path | None:
@@ -792,11 +305,3 @@ def _optional_runtime(settings: SandboxSettings) -> Path | None:
     except ValueError:
         return None
     return path if runtime_is_current(path) else None
-
-
-def _progress_bar(total: int):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a project dependency
-        return None
-    return tqdm(total=total, unit="job", file=sys.stderr, dynamic_ncols=True)

@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from codeio_dagster.sandbox.cache import ResultCache
-from codeio_dagster.sandbox.executor import Executor, result_from_reply
+from codeio_dagster.sandbox.executor import Executor
+from codeio_dagster.sandbox.jobs import result_from_reply
 from codeio_dagster.sandbox.settings import IOPairLimits
 from codeio_dagster.sandbox.values import outputs_equal
 

@@ -19,8 +19,9 @@ from typing import ClassVar
 import dagster as dg
 from pydantic import Field, model_validator
 
-from codeio_dagster.sandbox.executor import UNSAFE_WARNING, Executor, warm_executor
+from codeio_dagster.sandbox.executor import UNSAFE_WARNING, Executor
 from codeio_dagster.sandbox.settings import SandboxSettings
+from codeio_dagster.sandbox.warm import warm_executor
 
 
 class SandboxConfig(dg.Config, SandboxSettings):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from codeio_dagster.sandbox import Executor
 from codeio_dagster.sandbox.cache import SqliteResultCache, open_result_cache, result_key
 from codeio_dagster.storage import location
+from tests.sandbox.workers import job as call_job
+from tests.sandbox.workers import kill_light_worker_soon
 
 IDENTITY = {"server": "s", "runtime": "r", "mode": "nsjail", "jail": {"memory_mb": 1024}}
 REQUEST = {"id": "a", "kind": "call", "code": "def f(): 1", "input": {"x": 1}, "cpu_s": 6}
@@ -39,3 +42,17 @@ def test_the_store_is_local_even_when_data_dir_is_object_storage(tmp_path, monke
         assert cache.path == tmp_path / "machine" / "sandbox_results.sqlite"
     with open_result_cache(tmp_path / "data") as cache:
         assert cache.path == tmp_path / "data" / "cache" / "sandbox_results.sqlite"
+
+
+def test_a_reply_the_host_made_up_is_never_cached(sandbox_settings, tmp_path):
+    settings = sandbox_settings.model_copy(update={"workers": 1})
+    job = call_job("victim", "    import time\n    time.sleep(2)\n    return 'slept'")
+    with Executor(settings) as ex, SqliteResultCache(tmp_path / "c.sqlite") as cache:
+        kill_light_worker_soon(ex, settings)
+        (victim,) = ex.run([job], cache=cache)
+        assert victim.status == "killed" and "died" in victim.error
+        before = ex.requests_run
+        (again,) = ex.run([job], cache=cache)  # not answered by the made-up reply: run again
+        assert again.status == "ok" and ex.requests_run == before + 1
+        (third,) = ex.run([job], cache=cache)  # the real reply was stored
+        assert third == again and ex.requests_run == before + 1

@@ -1,0 +1,204 @@
+"""One `run_requests` call: jobs spread over the jails by a single-threaded event loop."""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from codeio_dagster.progress import Progress
+from codeio_dagster.sandbox.jobs import HOST_MADE
+from codeio_dagster.sandbox.worker import Worker, WorkerDied
+
+if TYPE_CHECKING:
+    from codeio_dagster.sandbox.executor import Executor
+
+log = logging.getLogger(__name__)
+
+# Requests written ahead to one jail: it starts the next job without waiting for the host.
+_WINDOW = 4
+
+
+class Batch:
+    """One `run_requests` call: a single-threaded event loop over the jails.
+
+    Each of the `worker_count()` slots runs one job at a time, in the light or the heavy jail
+    of the request's hash seed, so no more jobs execute at once than there are cores. Up to
+    `_WINDOW` requests are written ahead to a jail so that it never waits for the host between
+    jobs, and the host wakes once for several replies when it is slow to get a CPU.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        requests: Sequence[tuple[int | None, dict[str, Any]]],
+        progress: bool | str,
+        on_reply: Callable[[int, dict[str, Any]], None] | None,
+    ):
+        self.ex = executor
+        self.requests = requests
+        executor.requests_run += len(requests)
+        self.on_reply = on_reply
+        self.replies: list[dict[str, Any] | None] = [None] * len(requests)
+        self.left = len(requests)
+        self.pending: dict[tuple[int, bool], deque[int]] = {}
+        default_seed = executor.settings.hash_seed
+        for i, (seed, req) in enumerate(requests):
+            key = (default_seed if seed is None else seed, executor.is_heavy(req["code"]))
+            self.pending.setdefault(key, deque()).append(i)
+        self.slots: list[Worker | None] = [None] * executor.settings.worker_count()
+        label = progress if isinstance(progress, str) else executor.progress
+        if label and requests:
+            # A stage's jobs (Executor.progress): log lines for the UI's run log and the CLI.
+            self.bar: Any = Progress(label, len(requests), log=log, unit="sandbox jobs")
+        else:
+            self.bar = _progress_bar(len(requests)) if progress is True else None
+        self.sel = selectors.DefaultSelector()
+
+    def run(self) -> list[dict[str, Any]]:
+        try:
+            while self.left:
+                for slot in range(len(self.slots)):
+                    self._feed(slot)
+                self._wait()
+        finally:
+            self.sel.close()
+            if self.bar is not None:
+                self.bar.close()
+        lost = {"status": "killed", "error": "lost", HOST_MADE: True}
+        return [r if r is not None else dict(lost) for r in self.replies]
+
+    def _feed(self, slot: int) -> None:
+        worker = self.slots[slot]
+        if worker is None or not worker.inflight:
+            queued = [(q[0], key) for key, q in self.pending.items() if q]
+            if not queued:
+                return
+            if worker is None or not self.pending.get(worker.key):
+                # An idle slot switches to the kind of job that has waited longest.
+                worker = self.ex._pool(*min(queued)[1])[slot]
+                self.slots[slot] = worker
+            if worker.proc is None:
+                worker.start()
+            assert worker.proc is not None
+            if not _is_registered(self.sel, worker.proc.stdout):
+                self.sel.register(worker.proc.stdout, selectors.EVENT_READ, worker)
+        queue = self.pending.get(worker.key)
+        # Near the end of a batch a request written ahead could wait behind a long job while
+        # another jail idles, so then one at a time.
+        waiting = sum(len(q) for q in self.pending.values())
+        window = _WINDOW if waiting > _WINDOW * len(self.slots) else 1
+        sent = False
+        while queue and len(worker.inflight) < window:
+            i = queue.popleft()
+            worker.queue(self.requests[i][1])
+            if not worker.inflight and not worker.awaiting_hello:
+                worker.head_since = time.monotonic()
+            worker.inflight.append(i)
+            sent = True
+        if sent or worker.out:
+            try:
+                worker.flush()
+            except WorkerDied as exc:
+                self._fail(worker, exc)
+                return
+            self._watch_writes(worker)
+
+    def _watch_writes(self, worker: Worker) -> None:
+        assert worker.proc is not None and worker.proc.stdin is not None
+        registered = _is_registered(self.sel, worker.proc.stdin)
+        if worker.out and not registered:
+            self.sel.register(worker.proc.stdin, selectors.EVENT_WRITE, worker)
+        elif not worker.out and registered:
+            self.sel.unregister(worker.proc.stdin)
+
+    def _wait(self) -> None:
+        busy = [w for w in self.slots if w is not None and w.proc is not None and w.inflight]
+        if not busy:
+            return
+        now = time.monotonic()
+        timeout = max(0.0, min(w.deadline(self.requests) for w in busy) - now)
+        for key, _ in self.sel.select(timeout):
+            worker: Worker = key.data
+            if worker.proc is None:
+                continue  # killed earlier in this round
+            try:
+                if key.fileobj is worker.proc.stdin:
+                    worker.flush()
+                    self._watch_writes(worker)
+                else:
+                    for frame in worker.read_frames():
+                        self._on_frame(worker, frame)
+            except WorkerDied as exc:
+                self._fail(worker, exc)
+        now = time.monotonic()
+        for worker in busy:
+            if worker.proc is not None and worker.inflight and now > worker.deadline(self.requests):
+                waited = now - worker.head_since
+                self._fail(worker, WorkerDied(f"no reply within {waited:.1f} s", hung=True))
+
+    def _on_frame(self, worker: Worker, frame: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if worker.awaiting_hello:
+            if not frame.get("ready"):
+                raise WorkerDied(f"fork-server did not start: {frame}")
+            worker.awaiting_hello = False
+        else:
+            if not worker.inflight:
+                raise WorkerDied("jail sent a reply nobody asked for")
+            self._finish(worker.inflight.popleft(), frame)
+        worker.head_since = now
+
+    def _fail(self, worker: Worker, exc: WorkerDied) -> None:
+        detail = worker.tail_log()
+        if worker.proc is not None:
+            for stream in (worker.proc.stdin, worker.proc.stdout):
+                if _is_registered(self.sel, stream):
+                    self.sel.unregister(stream)
+        worker.kill()
+        if not worker.inflight:
+            return
+        msg = f"sandbox worker {'hung' if exc.hung else 'died'} during this job: {exc}"
+        if detail:
+            msg += f"; jail log: {detail}"
+        self._finish(
+            worker.inflight.popleft(),
+            {
+                "status": "timeout" if exc.hung else "killed",
+                "error": msg,
+                "duration_ms": (time.monotonic() - worker.head_since) * 1000.0,
+                HOST_MADE: True,
+            },
+        )
+        # The others never started: they go back to the front of their queue, in order.
+        queue = self.pending.setdefault(worker.key, deque())
+        queue.extendleft(reversed(worker.inflight))
+        worker.inflight.clear()
+
+    def _finish(self, i: int, reply: dict[str, Any]) -> None:
+        self.replies[i] = reply
+        self.left -= 1
+        if self.on_reply is not None:
+            self.on_reply(i, reply)
+        if self.bar is not None:
+            self.bar.update(1)
+
+
+def _is_registered(sel: selectors.BaseSelector, fileobj: Any) -> bool:
+    try:
+        sel.get_key(fileobj)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+def _progress_bar(total: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a project dependency
+        return None
+    return tqdm(total=total, unit="job", file=sys.stderr, dynamic_ncols=True)
