@@ -6,7 +6,7 @@ import polars as pl
 from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.metadata import funnel, stage_metadata
 from codeio_dagster.partitions import shards
-from codeio_dagster.rawcode import classify_landed
+from codeio_dagster.rawcode import classify_landed, landing_metadata
 from codeio_dagster.resources import CodeioResource
 
 
@@ -18,7 +18,8 @@ from codeio_dagster.resources import CodeioResource
 )
 def raw_code(context: dg.AssetExecutionContext, codeio: CodeioResource):
     """Raw files of one shard, decoded; duplicates and unreadable files kept with their reason."""
-    landed = codeio.landing().read(context.partition_key)
+    landing = codeio.landing()
+    landed = landing.read(context.partition_key)
     frame = classify_landed(landed, max_bytes=codeio.config.shards.max_file_bytes)
     counters = funnel(landed.height, frame)
     yield from checked(
@@ -38,6 +39,7 @@ def raw_code(context: dg.AssetExecutionContext, codeio: CodeioResource):
                         if "revision" in o and "repo_id" in o
                     }
                 ),
+                **landing_metadata(landing.read_record(context.partition_key)),
             },
         ),
         codeio.config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import polars as pl
 
@@ -56,3 +57,18 @@ def classify_landed(landed: pl.DataFrame, *, max_bytes: int) -> pl.DataFrame:
             )
         )
     return to_frame(records, RawFileRecord)
+
+
+def landing_metadata(record: dict[str, Any] | None) -> dict[str, Any]:
+    """`source.*` metadata from a shard's landing record (`Landing.read_record`): what the
+    source counted and how long it read while it filled the shard, and its provenance.
+
+    Prefixed, so they are never read as raw_code's own counters: the source counts what it
+    read and rejected; raw_code counts what of the landed rows is usable code."""
+    if record is None:
+        return {"source.record": "none (landed without a landing record)"}
+    meta: dict[str, Any] = {f"source.{key}": n for key, n in record["counters"].items()}
+    meta["source.rows_landed"] = record["rows_landed"]
+    meta["source.seconds"] = record["seconds"]
+    meta["source.provenance"] = record["provenance"]
+    return meta

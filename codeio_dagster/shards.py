@@ -11,6 +11,10 @@ from the index: the sensor and `codeio demo` may share a landing.
 
 A source that lists its units (files, tables) cheaply is read only where a unit is new or its
 stamp changed since it was last landed whole, so a tick that finds nothing new reads no file.
+
+Each shard a source lands gets a landing record (`_records/<shard>.json`): the source's
+provenance and what its counters and clock moved by while it filled that shard, which the
+`raw_code` asset reports as `source.*` metadata.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from codeio_dagster import storage
-from codeio_dagster.sources.base import RawFile, Unit
+from codeio_dagster.sources.base import RawFile, Source, Unit
 
 LANDING_SCHEMA = pl.Schema(
     {
@@ -299,6 +304,21 @@ class Landing:
     def shard_path(self, shard: str) -> storage.Location:
         return self.root / f"{shard}.parquet"
 
+    def record_path(self, shard: str) -> storage.Location:
+        return self.root / "_records" / f"{shard}.json"
+
+    def write_record(self, shard: str, record: dict[str, Any]) -> None:
+        """The landing record of `shard`, written before the index names the shard."""
+        storage.write_bytes(self.record_path(shard), json.dumps(record, sort_keys=True).encode())
+
+    def read_record(self, shard: str) -> dict[str, Any] | None:
+        """The landing record of `shard`; None for a shard landed without one (by `write`, or
+        by a version of the project before records)."""
+        try:
+            return json.loads(storage.read_bytes(self.record_path(shard)))
+        except FileNotFoundError:
+            return None
+
     def write(self, shards: list[PlannedShard]) -> None:
         """Land shard files first and the index last, so a crash never indexes a missing file."""
         if not shards:
@@ -390,9 +410,13 @@ def land_new_shards(
                     shard_size=config.shards.size,
                     max_shards=budget,
                 )
+                before: tuple[dict[str, int], float] = ({}, 0.0)
                 try:
                     for shard in shards:
                         landing.write_shard(shard)
+                        now = (dict(source.counters), source.seconds)
+                        landing.write_record(shard.name, landing_record(source, shard, before, now))
+                        before = now
                         written.append(
                             PlannedShard(shard.name, shard.rows.select(INDEX_SCHEMA.names()))
                         )
@@ -417,3 +441,27 @@ def land_new_shards(
             continue
         landed += written
     return landed
+
+
+def landing_record(
+    source: Source,
+    shard: PlannedShard,
+    before: tuple[dict[str, int], float],
+    now: tuple[dict[str, int], float],
+) -> dict[str, Any]:
+    """What `source` did while it filled `shard`: its counters (rows_in, kept, dropped_<reason>)
+    and seconds since the previous shard of the scan, and its provenance.
+
+    A shard is yielded as soon as its last row is read, so the counters at that moment end
+    exactly at the shard's last row. `rows_in` can exceed `rows_landed`: rows of files an
+    earlier shard already holds are read again by a resumed or changed unit, then skipped.
+    """
+    counters, seconds = now
+    moved = {k: n - before[0].get(k, 0) for k, n in counters.items()}
+    return {
+        "shard": shard.name,
+        "counters": {k: n for k, n in moved.items() if n or k in ("rows_in", "kept")},
+        "rows_landed": shard.rows.height,
+        "seconds": round(seconds - before[1], 6),
+        "provenance": source.provenance(),
+    }

@@ -172,30 +172,44 @@ class Source(ABC):
         return raw
 
     def scan(self, units: Sequence[Unit] | None = None) -> Iterator[RawFile]:
-        """Every file, or those of `units`; `units_done` grows as each unit is fully yielded."""
-        start = time.perf_counter()
-        self.counters = {"rows_in": 0}
+        """Every file, or those of `units`; `units_done` grows as each unit is fully yielded.
+
+        While it runs, `counters` holds rows_in, kept and dropped_<reason> (a file the source
+        rejected) so far, and `seconds` the time spent inside the source, not in the consumer:
+        the landing reads both per shard (`shards.land_new_shards`)."""
+        self.counters = {"rows_in": 0, "kept": 0}
+        self.seconds = 0.0
         self.units_done = []
         self.unit_errors = []
         self.current = None
+        if units is None:
+            yield from self._counted(self.files())
+            return
+        for unit in units:
+            self.current = unit
+            try:
+                yield from self._counted(self.read_unit(unit))
+            except Exception as err:
+                # One unreadable unit (a table without the content column) holds back
+                # neither the units after it nor the rows it yielded before failing.
+                self.unit_errors.append((unit.key, err))
+            else:
+                self.units_done.append(Unit(unit.key, unit.stamp, self.position(unit.key)))
+            self.current = None
+
+    def _counted(self, files: Iterator[RawFile]) -> Iterator[RawFile]:
+        clock = time.perf_counter
+        started: float | None = clock()
         try:
-            if units is None:
-                for raw in self.files():
-                    self.counters["rows_in"] += 1
-                    yield self._bounded(raw)
-                return
-            for unit in units:
-                self.current = unit
-                try:
-                    for raw in self.read_unit(unit):
-                        self.counters["rows_in"] += 1
-                        yield self._bounded(raw)
-                except Exception as err:
-                    # One unreadable unit (a table without the content column) holds back
-                    # neither the units after it nor the rows it yielded before failing.
-                    self.unit_errors.append((unit.key, err))
-                else:
-                    self.units_done.append(Unit(unit.key, unit.stamp, self.position(unit.key)))
-                self.current = None
+            for raw in files:
+                raw = self._bounded(raw)
+                self.counters["rows_in"] += 1
+                key = "kept" if raw.rejected is None else f"dropped_{raw.rejected}"
+                self.counters[key] = self.counters.get(key, 0) + 1
+                self.seconds += clock() - started
+                started = None  # the consumer's time is not the source's
+                yield raw
+                started = clock()
         finally:
-            self.seconds = time.perf_counter() - start
+            if started is not None:
+                self.seconds += clock() - started

@@ -47,5 +47,8 @@ def test_two_processes_landing_at_once_on_s3_land_every_file_once(tmp_path, s3):
     assert all(landing.read(s).height == 1 for s in index["shard"])
     files = storage.list_files(storage.location(url))
     landed = [f for f in files if not f.startswith("_index/")]
-    assert sorted(landed) == sorted([*(f"{s}.parquet" for s in index["shard"]), "_units.parquet"])
+    expected = [f"{s}.parquet" for s in index["shard"]] + [
+        f"_records/{s}.json" for s in index["shard"]
+    ]
+    assert sorted(landed) == sorted([*expected, "_units.parquet"])
     assert any(f.startswith("_index/") for f in files)

@@ -119,3 +119,49 @@ def test_shards_landed_by_a_failed_tick_are_requested_by_the_next(tmp_path, grap
 
     assert _tick(instance, codeio) == ["t-00000", "t-00001"]
     assert instance.get_dynamic_partitions("shards") == ["t-00000", "t-00001"]
+
+
+def test_the_sources_counters_and_provenance_reach_raw_codes_metadata(tmp_path, graph_files):
+    from codeio_dagster.assets.raw_code import raw_code
+
+    graph_files.write_corpus(tmp_path / "corpus", ["a1", "a2", "b1"])
+    (tmp_path / "corpus" / "big.py").write_text("x = 1\n" * 100)  # after b1.py in glob order
+    path = pathlib.Path(graph_files.write_config(tmp_path, "http://127.0.0.1:9/v1", shard_size=2))
+    path.write_text(path.read_text().replace("{size: 2}", "{size: 2, max_file_bytes: 300}"))
+    codeio = build_resources(load_config(path), str(path))["codeio"]
+    instance = dg.DagsterInstance.ephemeral()
+    assert _tick(instance, codeio) == ["t-00000", "t-00001"]
+
+    def source_metadata(shard: str) -> dict:
+        result = dg.materialize(
+            [raw_code], partition_key=shard, resources={"codeio": codeio}, instance=instance
+        )
+        (event,) = result.asset_materializations_for_node("raw_code")
+        meta = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
+        return {k: v for k, v in meta.items() if k.startswith("source.")}
+
+    first, second = source_metadata("t-00000"), source_metadata("t-00001")
+    # The folder source rejected big.py from its size while filling the second shard.
+    assert {
+        k: v for k, v in second.items() if k not in ("source.seconds", "source.provenance")
+    } == {
+        "source.rows_in": 2,
+        "source.kept": 1,
+        "source.dropped_oversized": 1,
+        "source.rows_landed": 2,
+    }
+    assert first["source.rows_in"] == first["source.kept"] == first["source.rows_landed"] == 2
+    assert "source.dropped_oversized" not in first
+    for meta in (first, second):
+        assert isinstance(meta["source.seconds"], float) and meta["source.seconds"] >= 0
+        assert meta["source.provenance"] == {
+            "source": "folder",
+            "path": str(tmp_path / "corpus"),
+            "glob": "*.py",
+        }
+
+    # A later tick's shard counts only what that tick read.
+    graph_files.write_corpus(tmp_path / "corpus", ["c1"])
+    assert _tick(instance, codeio) == ["t-00002"]
+    third = source_metadata("t-00002")
+    assert (third["source.rows_in"], third["source.kept"], third["source.rows_landed"]) == (1, 1, 1)
