@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 LOCATION = "codeio_dagster"  # as in workspace.yaml, so `make dev` serves the runs' location
 JOB = "codeio_job"
@@ -123,8 +124,16 @@ def say(message: str) -> None:
     print(f"[codeio] {message}", flush=True)
 
 
-def build(path: Path, shards: Sequence[str] = ()) -> int:
-    """Land, then launch one run of the location's job per shard with stale assets; 0 when all pass."""
+def build(
+    path: Path,
+    shards: Sequence[str] = (),
+    *,
+    report: Callable[[Any, Any, list[str]], None] | None = None,
+) -> int:
+    """Land, then launch one run of the location's job per shard with stale assets; 0 when all pass.
+
+    `report(config, instance, shard names)` runs after a build that passed, on the same config
+    and instance (`codeio demo` prints the funnel with it)."""
     from codeio_dagster.config import CONFIG_ENV, ConfigError, load_config
 
     started = time.monotonic()
@@ -148,7 +157,7 @@ def build(path: Path, shards: Sequence[str] = ()) -> int:
     say("landing new raw code ...")
     landing = Landing(config.data_dir / "landing")
     new = land_new_shards(config, landing)
-    names = sorted(landing.index().get_column("shard").unique().to_list())
+    names = sorted(landing.shards().get_column("shard").unique().to_list())
     say(f"{len(new)} new shard(s); {len(names)} in all")
     add_missing_shards(instance, names)
     unknown = sorted(set(shards) - set(names))
@@ -171,6 +180,8 @@ def build(path: Path, shards: Sequence[str] = ()) -> int:
             say(f"shard {shard} is up to date: skipped")
     if not todo:
         say(f"done in {time.monotonic() - started:.0f}s; nothing was stale")
+        if report is not None:
+            report(config, instance, names)
         return 0
 
     say(f"loading the code location {LOCATION} ...")
@@ -194,6 +205,8 @@ def build(path: Path, shards: Sequence[str] = ()) -> int:
                 )
                 return 1
     say(f"done in {time.monotonic() - started:.0f}s; runs are in DAGSTER_HOME={home}")
+    if report is not None:
+        report(config, instance, names)
     return 0
 
 

@@ -26,36 +26,28 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     path = config_path(args.config)
+
+    def report(config, instance, names: list[str]) -> None:
+        from codeio_dagster.funnel import LABELS, add_funnels, shard_funnel
+        from codeio_dagster.io_manager import stage_tables_dir
+
+        # The numbers each stage reported to Dagster: the same ones the UI and the card show.
+        funnel = add_funnels(shard_funnel(instance, n, config.revision.turns) for n in names)
+        print("\nfunnel")
+        for key, count in funnel.items():
+            print(f"  {LABELS.get(key, key):<42} {count:>6}")
+        print(f"\nelapsed {time.perf_counter() - start:.0f}s")
+        print(f"stage tables:  {stage_tables_dir(config.data_dir)}")
+        print(
+            f"published:     {config.publish.local_dir if config.publish.target == 'local' else config.publish.repo_id}"
+        )
+        print(
+            f"Dagster runs:  DAGSTER_HOME={os.environ['DAGSTER_HOME']} (open with `make dev`; "
+            "each shard's run can be re-executed there)"
+        )
+
     try:
-        code = build(path)
+        return build(path, report=report)
     except BuildError as err:
         print(f"codeio demo: {err}", file=sys.stderr)
         return 1
-    if code != 0:
-        return code
-
-    import dagster as dg
-
-    from codeio_dagster.config import load_config
-    from codeio_dagster.funnel import LABELS, add_funnels, shard_funnel
-    from codeio_dagster.io_manager import stage_tables_dir
-    from codeio_dagster.shards import Landing
-
-    config = load_config(path)
-    names = sorted(Landing(config.data_dir / "landing").index().get_column("shard").unique())
-    instance = dg.DagsterInstance.get()
-    # The numbers each stage reported to Dagster: the same ones the UI and the card show.
-    funnel = add_funnels(shard_funnel(instance, n, config.revision.turns) for n in names)
-    print("\nfunnel")
-    for key, count in funnel.items():
-        print(f"  {LABELS.get(key, key):<42} {count:>6}")
-    print(f"\nelapsed {time.perf_counter() - start:.0f}s")
-    print(f"stage tables:  {stage_tables_dir(config.data_dir)}")
-    print(
-        f"published:     {config.publish.local_dir if config.publish.target == 'local' else config.publish.repo_id}"
-    )
-    print(
-        f"Dagster runs:  DAGSTER_HOME={os.environ['DAGSTER_HOME']} (open with `make dev`; "
-        "each shard's run can be re-executed there)"
-    )
-    return 0

@@ -123,18 +123,18 @@ def metadata_values(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 def stage_reports(instance, stages: Iterable[str], partition: str) -> dict[str, dict[str, Any]]:
     """The latest materialisation metadata of each stage for one shard, read from the instance
-    (stages that never materialised the shard are left out)."""
+    in one question for the shard (stages that never materialised the shard are left out)."""
     import dagster as dg
 
-    reports = {}
-    for stage in stages:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage), asset_partitions=[partition]),
-            limit=1,
-        ).records
-        if records and records[0].asset_materialization is not None:
-            reports[stage] = metadata_values(records[0].asset_materialization.metadata)
-    return reports
+    from codeio_dagster.versions import latest_materializations
+
+    keys = {dg.AssetKey(stage): stage for stage in stages}
+    latest = latest_materializations(instance, partition, keys)
+    return {
+        keys[key]: metadata_values(record.asset_materialization.metadata)
+        for key, record in latest.items()
+        if record.asset_materialization is not None
+    }
 
 
 def shard_funnel(instance, partition: str, turns: int) -> dict[str, int]:

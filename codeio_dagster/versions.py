@@ -25,7 +25,7 @@ import io
 import json
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,113 @@ def versioned_output(frame: pl.DataFrame, metadata: dict[str, Any]) -> dg.Output
         return dg.Output(frame, metadata=metadata, data_version=data_version(frame))
 
 
+def latest_materializations(
+    instance: dg.DagsterInstance, partition_key: str, keys: Iterable[dg.AssetKey]
+) -> dict[dg.AssetKey, Any]:
+    """The latest materialisation record of each of `keys` for one shard, from one question to the
+    event log for the shard's materialisations (newest first, paged) and one for wipe times,
+    instead of one question per asset and per fact, so a shard's cost stays a few queries."""
+    return _shard_records(instance, partition_key, keys)[0]
+
+
+def _shard_records(
+    instance: dg.DagsterInstance, partition_key: str, keys: Iterable[dg.AssetKey]
+) -> tuple[dict[dg.AssetKey, Any], dict[int, Any]]:
+    """`latest_materializations`, and every record read on the way by storage id."""
+    from dagster._core.event_api import EventRecordsFilter
+
+    wanted = set(keys)
+    # A wiped asset's older materialisations are history, not its current state (as the UI sees
+    # it): the asset records leave out an asset wiped since, and carry the time of the last wipe.
+    since: dict[dg.AssetKey, float] = {}
+    for record in instance.get_asset_records(sorted(wanted, key=str)):
+        details = record.asset_entry.asset_details
+        since[record.asset_entry.asset_key] = (details and details.last_wipe_timestamp) or -1.0
+    found: dict[dg.AssetKey, Any] = {}
+    seen: dict[int, Any] = {}
+    cursor = None
+    while True:
+        page = instance.event_log_storage.get_event_records(
+            EventRecordsFilter(
+                event_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
+                asset_partitions=[partition_key],
+                before_cursor=cursor,
+            ),
+            limit=_PAGE,
+            ascending=False,
+        )
+        for record in page:
+            seen[record.storage_id] = record
+            key = record.asset_key
+            if key in since and key not in found and record.timestamp > since[key]:
+                found[key] = record
+        if len(page) < _PAGE or found.keys() >= since.keys():
+            return found, seen
+        cursor = page[-1].storage_id
+
+
+_PAGE = 1000
+
+
+def _one_partition_per_run(graph) -> bool:
+    """Whether every asset is materialisable and partitioned like its parents, one to one (the
+    project's own graph), so a shard's staleness needs only that shard's records."""
+    from dagster._core.definitions.partitions.mapping import IdentityPartitionMapping
+
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if not node.is_materializable or node.is_virtual or node.partitions_def is None:
+            return False
+        for parent in node.parent_keys:
+            parent_node = graph.get(parent)
+            if parent_node.partitions_def != node.partitions_def or not isinstance(
+                graph.get_partition_mapping(key, parent), IdentityPartitionMapping
+            ):
+                return False
+    return True
+
+
+def _is_fresh(
+    node, latest: dict[dg.AssetKey, Any], read: Callable[[dg.AssetKey, int], Any]
+) -> bool:
+    """Dagster's stale-cause rules (`CachingStaleStatusResolver`) for one shard's asset whose
+    parents are the same shard of other assets, read from the latest records."""
+    from dagster._core.definitions.data_version import (
+        DEFAULT_DATA_VERSION,
+        NULL_DATA_VERSION,
+        extract_data_provenance_from_entry,
+        extract_data_version_from_entry,
+    )
+
+    record = latest.get(node.key)
+    if record is None:
+        return False  # missing
+    provenance = extract_data_provenance_from_entry(record.event_log_entry)
+    parents = set(node.parent_keys)
+    if provenance is None:
+        # Recorded before data versions: a parent materialised later makes it stale.
+        return all(p in latest and latest[p].timestamp <= record.timestamp for p in sorted(parents))
+    if node.code_version and node.code_version != provenance.code_version:
+        return False
+    if set(provenance.input_data_versions) - parents:
+        return False  # a dependency was removed
+    for parent in parents:
+        if not provenance.has_input_asset(parent):
+            return False  # a new dependency
+        cursor = provenance.input_storage_ids.get(parent)
+        newest = latest.get(parent)
+        # As Dagster: an input is updated when its newest record has another data version than
+        # the record that was read (no record read recorded: not updated).
+        if cursor is None or newest is None or newest.storage_id <= cursor:
+            continue
+        was = read(parent, cursor)
+        before = extract_data_version_from_entry(was.event_log_entry) if was else None
+        now = extract_data_version_from_entry(newest.event_log_entry)
+        if not (before == DEFAULT_DATA_VERSION and now == NULL_DATA_VERSION) and before != now:
+            return False
+    return True
+
+
 def stale_assets(
     instance: dg.DagsterInstance,
     assets: Sequence[dg.AssetsDefinition | dg.AssetChecksDefinition],
@@ -143,15 +250,52 @@ def stale_assets(
     """The assets of one shard that must run again, in dependency order: missing, or stale as
     the Dagster UI marks them (the code version differs from the one recorded at the last
     materialisation, or an input has a new data version since), and everything downstream.
+
+    For the project's graph (every asset partitioned by shard, one to one) the latest records
+    of the shard are fetched at once and Dagster's rules applied to them; any other graph goes
+    through Dagster's own resolver, which asks the event log several times per asset.
     """
-    # Dagster has no public call for this yet; the UI and sensors' stale_assets_only use this
-    # resolver, so the CLI and the UI agree on what is stale.
-    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+
+    graph = AssetGraph.from_assets([a for a in assets if isinstance(a, dg.AssetsDefinition)])
+    if not _one_partition_per_run(graph):
+        return _stale_by_resolver(instance, graph, partition_key)
+    latest, seen = _shard_records(instance, partition_key, graph.get_all_asset_keys())
+
+    def read(key: dg.AssetKey, storage_id: int):
+        """The record of `key` an asset read (its latest at or before `storage_id`)."""
+        record = seen.get(storage_id)
+        if record is not None and record.asset_key == key:
+            return record
+        # Older than the records fetched (a long history): asked for alone.
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=key, asset_partitions=[partition_key], before_storage_id=storage_id + 1
+            ),
+            limit=1,
+        ).records
+        return records[0] if records else None
+
+    stale: set[dg.AssetKey] = set()
+    for key in graph.toposorted_asset_keys:
+        node = graph.get(key)
+        # Dagster marks only the asset whose code or input changed; what reads it becomes stale
+        # once it is materialised again, so it is part of the work now.
+        if stale & set(node.parent_keys) or not _is_fresh(node, latest, read):
+            stale.add(key)
+    return [key for key in graph.toposorted_asset_keys if key in stale]
+
+
+def _stale_by_resolver(
+    instance: dg.DagsterInstance, graph, partition_key: str
+) -> list[dg.AssetKey]:
+    """`stale_assets` through Dagster's resolver (the one the UI uses), for any graph."""
+    # Dagster has no public call for this yet; the UI and sensors' stale_assets_only use this
+    # resolver.
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
     from dagster._time import get_current_datetime
 
-    graph = AssetGraph.from_assets([a for a in assets if isinstance(a, dg.AssetsDefinition)])
     view = AssetGraphView(
         temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
         instance=instance,
@@ -165,8 +309,6 @@ def stale_assets(
         node = graph.get(key)
         if not node.is_materializable:
             continue
-        # Dagster marks only the asset whose code or input changed; what reads it becomes stale
-        # once it is materialised again, so it is part of the work now.
         if stale & set(node.parent_keys) or resolver.get_status(key, partition_key) != (
             StaleStatus.FRESH
         ):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import dagster as dg
 import pytest
 import yaml
 
 from codeio_dagster.assets import build_assets
 from codeio_dagster.config import load_config
+from codeio_dagster.funnel import shard_funnel
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import build_resources
 from codeio_dagster.shards import Landing, land_new_shards
-from codeio_dagster.versions import code_version, config_slice, stale_assets
+from codeio_dagster.versions import _stale_by_resolver, code_version, config_slice
+from codeio_dagster.versions import stale_assets as _stale_assets
 
 pytestmark = pytest.mark.sandbox
 
@@ -30,6 +34,51 @@ def _variant(path: str, name: str, edit) -> str:
 def _graph(path: str):
     config = load_config(path)
     return config, build_assets(config)
+
+
+class _CountedStorage:
+    """The instance's event log storage, counting the questions asked of it."""
+
+    def __init__(self, storage):
+        self.storage, self.asked = storage, []
+
+    def __getattr__(self, name):
+        value = getattr(self.storage, name)
+        if callable(value) and name.startswith(("get_", "fetch_")):
+
+            def counted(*args, **kwargs):
+                self.asked.append(name)
+                return value(*args, **kwargs)
+
+            return counted
+        return value
+
+
+@contextlib.contextmanager
+def _counting(instance):
+    """The questions asked of the instance's event log storage inside the block."""
+    counted = _CountedStorage(instance.event_log_storage)
+    real, instance._event_storage = instance._event_storage, counted
+    try:
+        yield counted.asked
+    finally:
+        instance._event_storage = real
+
+
+# A shard's records in one question, and the asset records (for wipe times) in another.
+ONE_QUESTION_PER_SHARD = ["get_asset_records", "get_event_records"]
+
+
+def stale_assets(instance, graph, shard):
+    """`stale_assets`, checked against Dagster's own resolver (what the UI shows) and counted."""
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+
+    with _counting(instance) as asked:
+        stale = _stale_assets(instance, graph, shard)
+    assert sorted(asked) == ONE_QUESTION_PER_SHARD, asked
+    definitions = [a for a in graph if isinstance(a, dg.AssetsDefinition)]
+    assert stale == _stale_by_resolver(instance, AssetGraph.from_assets(definitions), shard)
+    return stale
 
 
 def _names(keys) -> list[str]:
@@ -51,6 +100,11 @@ def test_config_change_marks_only_what_depends_on_it(tmp_path, scripted_llm, gra
         graph, partition_key=shard, instance=instance, resources=resources
     ).success
     assert stale_assets(instance, graph, shard) == []
+    # The funnel reads every stage's report of the shard with the same two questions.
+    with _counting(instance) as asked:
+        funnel = shard_funnel(instance, shard, turns=1)
+    assert sorted(asked) == ONE_QUESTION_PER_SHARD, asked
+    assert funnel["raw_files"] == 2 and funnel["codeio_rows"] > 0
 
     # A checks threshold decides no asset's rows: nothing to redo.
     checks_only = _variant(path, "checks.yaml", lambda d: d.update(checks={"min_pass_rate": 0.1}))
@@ -87,6 +141,18 @@ def test_config_change_marks_only_what_depends_on_it(tmp_path, scripted_llm, gra
     assert stale_assets(instance, revised, shard) == []
     # Going back to the first config: the revision turn is stale again, the rest is not.
     assert _names(stale_assets(instance, graph, shard)) == _names(stale)
+    # A wiped asset counts as never materialised, as in the UI: it and what reads it.
+    instance.wipe_assets([dg.AssetKey("prediction_tasks")])
+    assert _names(stale_assets(instance, revised, shard)) == [
+        "codeio_dataset",
+        "codeio_pp_dataset",
+        "hub_publication",
+        "prediction_tasks",
+        "responses",
+        "responses_turn_1",
+        "verdicts",
+        "verdicts_turn_1",
+    ]
 
 
 def test_code_version_follows_the_asset_config_keys(tmp_path, scripted_llm, graph_files):
