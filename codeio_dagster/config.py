@@ -1,22 +1,35 @@
-"""codeio.yaml, validated: the one place settings enter the pipeline (YAML -> pydantic -> resources)."""
+"""codeio.yaml, validated: the one place settings enter the pipeline (YAML -> pydantic -> resources).
+
+The sections' models are here (or in their packages: `llm/settings.py`, `sandbox/settings.py`,
+`publish/settings.py`); what the models cannot check (plugin options, task kinds, local paths)
+is in `config_checks.py`, and how a problem is worded for the user in `config_errors.py`.
+"""
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from codeio_dagster.config_checks import path_problems, source_problems, task_problems
+from codeio_dagster.config_errors import ConfigError, format_errors, yaml_problem
 from codeio_dagster.llm import LLMSettings, SamplingParams
 from codeio_dagster.publish import PublishSettings
 from codeio_dagster.sandbox import IOPairLimits
 from codeio_dagster.sandbox.resources import SandboxConfig
 from codeio_dagster.storage import LocationField, location
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
+    "CodeioConfig",
+    "ConfigError",
+    "load_config",
+    "parse_config",
+]
 
 CONFIG_ENV = "CODEIO_CONFIG"
 DEFAULT_CONFIG = "codeio.yaml"
@@ -150,192 +163,6 @@ class CodeioConfig(Strict):
         raise KeyError(f"no source named {name!r} in the config")
 
 
-# Text that looks like a credential: a well-known token prefix, or a long run mixing upper- and
-# lowercase letters and digits (API keys, base64 secrets; not paths, words or hex hashes).
-_CREDENTIAL = re.compile(
-    r"(?:hf_|sk-|ghp_|gho_|ghs_|github_pat_|glpat-|xox[abpr]-|AKIA|eyJ)[\w-]{8,}|[\w+=-]{24,}"
-)
-_PREFIXED = re.compile(r"(?:hf_|sk-|ghp_|gho_|ghs_|github_pat_|glpat-|xox[abpr]-|AKIA|eyJ)")
-
-
-def _credential(token: str) -> bool:
-    if _PREFIXED.match(token):
-        return True
-    return (
-        any(c.isupper() for c in token)
-        and any(c.islower() for c in token)
-        and any(c.isdigit() for c in token)
-    )
-
-
-def redact_credentials(text: str) -> str:
-    """`text` with every credential-looking run replaced by `***`."""
-    return _CREDENTIAL.sub(lambda m: "***" if _credential(m.group(0)) else m.group(0), text)
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used, with every problem named by key, value and expectation.
-
-    Whatever raised it (a validator quoting its input, a plugin, the YAML parser), the message
-    never carries a credential-looking value: it reaches the terminal, logs and Dagster's UI.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(redact_credentials(message))
-
-
-def _key(loc: tuple) -> str:
-    """A pydantic location as the user writes it: `sources[0].options.glob`."""
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key or "(top level)"
-
-
-# A value under a key whose name holds one of these may be a credential pasted in the wrong
-# place; the error names the key and never echoes the value (it would reach logs and the UI).
-_SECRET_WORDS = ("key", "token", "secret", "password", "auth")
-
-
-def _shown_value(error: dict[str, Any]) -> str:
-    if error["type"] == "missing":
-        return "(missing)"
-    names = [part.lower() for part in error["loc"] if isinstance(part, str)]
-    # An unknown key is wrong whatever its value, so its value is never needed to fix it.
-    if error["type"] == "extra_forbidden" or any(w in n for n in names for w in _SECRET_WORDS):
-        return "(value not shown)"
-    shown = repr(error.get("input"))
-    if redact_credentials(shown) != shown:
-        return "(value not shown)"
-    if error["type"] == "path":
-        return shown  # the whole path: its cut-off end is what the user needs to see
-    return shown[:77] + "..." if len(shown) > 80 else shown
-
-
-def _known_keys(loc: tuple) -> list[str]:
-    """The keys the config model accepts where `loc` points (empty where it cannot tell)."""
-    model: Any = CodeioConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue  # a list item: the same model as the list's
-        field = model.model_fields.get(part) if isinstance(model, type) else None
-        if field is None:
-            return []
-        annotation = field.annotation
-        inner = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)]
-        model = annotation if isinstance(annotation, type) else (inner[0] if inner else None)
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return list(model.model_fields)
-
-
-def _hint(error: dict[str, Any]) -> str:
-    """For an unknown key, the nearest accepted key (a typo such as `revison`)."""
-    if error["type"] != "extra_forbidden" or not isinstance(error["loc"][-1], str):
-        return ""
-    known = _known_keys(error["loc"][:-1])
-    near = difflib.get_close_matches(error["loc"][-1], known, n=1, cutoff=0.6)
-    if near:
-        return f"; did you mean {near[0]!r}?"
-    return f"; expected one of: {', '.join(known)}" if known else ""
-
-
-def _format_errors(path: str, errors: list[dict[str, Any]]) -> str:
-    lines = [f"{path}: {len(errors)} problem(s)"]
-    for e in errors:
-        lines.append(f"  {_key(e['loc'])} = {_shown_value(e)}: {e['msg']}{_hint(e)}")
-    return "\n".join(lines)
-
-
-def _problem(loc: tuple, value: Any, msg: str) -> dict[str, Any]:
-    return {"type": "source_plugin", "loc": loc, "input": value, "msg": msg}
-
-
-def _plugin_module_path(module: str, base_dir: Path | None) -> str:
-    # As `_resolve_paths` does: a `.py` file is relative to the config file, a dotted name is not.
-    if base_dir is None or not module.endswith(".py") or Path(module).is_absolute():
-        return module
-    return str(base_dir / module)
-
-
-def _load_modules(registry, modules: Any, loc: tuple, base_dir: Path | None) -> list[dict]:
-    problems = []
-    for i, module in enumerate(modules if isinstance(modules, list) else []):
-        if not isinstance(module, str):
-            continue  # the config model reports the type
-        try:
-            registry.load_module(_plugin_module_path(module, base_dir))
-        except Exception as err:  # a user's module: any import error is a config problem
-            problems.append(_problem((*loc, i), module, str(err)))
-    return problems
-
-
-def task_problems(data: dict[str, Any], base_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Each configured task kind looked up among the task plugins, as pydantic-style errors."""
-    from codeio_dagster.plugins import tasks_registry
-
-    tasks = data.get("tasks")
-    if not isinstance(tasks, dict):
-        return []
-    registry = tasks_registry()
-    problems = _load_modules(
-        registry, tasks.get("plugin_modules"), ("tasks", "plugin_modules"), base_dir
-    )
-    kinds = tasks.get("kinds")
-    known = registry.names()
-    for kind in kinds if isinstance(kinds, dict) else {}:
-        if kind not in known:
-            problems.append(
-                _problem(
-                    ("tasks", "kinds", kind),
-                    kind,
-                    f"unknown task kind; expected one of: {', '.join(known)}",
-                )
-            )
-    return problems
-
-
-def source_problems(data: dict[str, Any], base_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Each source's `kind` and `options` checked against its plugin, as pydantic-style errors."""
-    from codeio_dagster.plugins import PluginError, sources_registry
-
-    registry = sources_registry()
-    problems = _load_modules(
-        registry, data.get("source_plugin_modules"), ("source_plugin_modules",), base_dir
-    )
-    sources = data.get("sources")
-    for i, entry in enumerate(sources if isinstance(sources, list) else []):
-        if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
-            continue
-        kind, options = entry["kind"], entry.get("options", {})
-        if kind not in registry.names():
-            expected = ", ".join(registry.names())
-            problems.append(
-                _problem(
-                    ("sources", i, "kind"),
-                    kind,
-                    f"unknown source kind; expected one of: {expected}",
-                )
-            )
-            continue
-        try:
-            cls = registry.get(kind)
-        except PluginError as err:
-            problems.append(_problem(("sources", i, "kind"), kind, str(err)))
-            continue
-        if not isinstance(options, dict):
-            continue
-        try:
-            cls.Options.model_validate(options)
-        except ValidationError as err:
-            for e in err.errors():
-                msg = e["msg"]
-                if e["type"] == "extra_forbidden":
-                    msg += f"; {kind} options are: {', '.join(cls.Options.model_fields)}"
-                problems.append({**e, "loc": ("sources", i, "options", *e["loc"]), "msg": msg})
-    return problems
-
-
 def parse_config(
     data: Any, *, origin: str = "codeio.yaml", base_dir: Path | None = None
 ) -> CodeioConfig:
@@ -358,7 +185,7 @@ def parse_config(
     # they are checked here so a bad one fails at load, with the other problems, not mid-run.
     problems += source_problems(data, base_dir) + task_problems(data, base_dir)
     if problems:
-        raise ConfigError(_format_errors(origin, problems))
+        raise ConfigError(format_errors(origin, problems, CodeioConfig))
     return _resolve_paths(config, base_dir) if base_dir else config
 
 
@@ -371,78 +198,13 @@ def load_config(path: str | Path | None = None) -> CodeioConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
     config = parse_config(data, origin=str(path), base_dir=path.resolve().parent)
     # What exists only on this machine is checked last, once the document itself is valid.
     problems = path_problems(config)
     if problems:
-        raise ConfigError(_format_errors(str(path), problems))
+        raise ConfigError(format_errors(str(path), problems, CodeioConfig))
     return config
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """What PyYAML found and where, without its snippet: the snippet quotes the line, which may
-    hold a key pasted next to the mistake."""
-    if not isinstance(err, yaml.MarkedYAMLError):
-        return type(err).__name__
-    mark = err.problem_mark or err.context_mark
-    what = "; ".join(p for p in (err.context, err.problem) if p) or "syntax error"
-    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
-
-
-def _path_problem(loc: tuple, path: str, msg: str) -> dict[str, Any]:
-    return {"type": "path", "loc": loc, "input": path, "msg": msg}
-
-
-def _writable_problem(folder: Path) -> str | None:
-    """Why `folder` (made on first use when missing) cannot hold the data, or None."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a folder"
-    try:
-        # A real write: os.access says yes to root on a read-only mount point or /proc.
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        return f"cannot write in {probe}: {err.strerror or err}"
-    return None
-
-
-def path_problems(config: CodeioConfig) -> list[dict[str, Any]]:
-    """Local paths the run needs, checked before any work: each source's `path` exists, each
-    decontamination benchmark file exists, and a local `data_dir` can be written."""
-    from codeio_dagster.plugins import PluginError, sources_registry
-
-    problems = []
-    registry = sources_registry()
-    for i, source in enumerate(config.sources):
-        try:
-            options = registry.get(source.kind).Options.model_fields
-        except PluginError:
-            continue  # reported by source_problems
-        path = source.options.get("path")
-        field = options.get("path")
-        if path is None or field is None or field.annotation is not Path:
-            continue
-        if not Path(str(path)).exists():
-            problems.append(
-                _path_problem(
-                    ("sources", i, "options", "path"), str(path), "no such file or folder"
-                )
-            )
-    for i, bench in enumerate(config.decontamination.benchmarks):
-        if not bench.is_file():
-            what = "is a folder, not a file" if bench.is_dir() else "no such file"
-            problems.append(_path_problem(("decontamination", "benchmarks", i), str(bench), what))
-    if isinstance(config.data_dir, Path):  # object storage is checked where it is used
-        why = _writable_problem(config.data_dir)
-        if why:
-            problems.append(_path_problem(("data_dir",), str(config.data_dir), why))
-    return problems
 
 
 def _resolve_paths(config: CodeioConfig, base: Path) -> CodeioConfig:
