@@ -41,7 +41,8 @@ def _corpus(root: Path, n: int) -> None:
 
 
 def _median_tick(config, landing_dir: Path, repeat: int) -> float:
-    from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.landing import Landing
+    from codeio_dagster.shards import land_new_shards
 
     times = []
     for _ in range(repeat):
@@ -54,7 +55,8 @@ def _median_tick(config, landing_dir: Path, repeat: int) -> float:
 
 def idle_ticks(files: int, repeat: int) -> None:
     from codeio_dagster.config import parse_config
-    from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.landing import Landing
+    from codeio_dagster.shards import land_new_shards
     from codeio_dagster.sources import FolderSource, JsonlSource
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +108,8 @@ def _rows(start: int, n: int) -> str:
 def _append_tick_ms(landed_rows: int, repeat: int, *, resume: bool) -> float:
     """Median ms of a tick landing one appended shard into a table of `landed_rows` rows."""
     from codeio_dagster.config import parse_config
-    from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.landing import Landing
+    from codeio_dagster.shards import land_new_shards
     from codeio_dagster.sources.files import JsonlSource
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +159,8 @@ _LAND = """
 import sys
 from pathlib import Path
 from codeio_dagster.config import parse_config
-from codeio_dagster.shards import Landing, land_new_shards, plan_shards
+from codeio_dagster.landing import Landing
+from codeio_dagster.shards import land_new_shards, plan_shards
 from codeio_dagster.sources import build_source
 
 def status_kb(field):

@@ -148,8 +148,9 @@ def build(
     import dagster as dg
 
     from codeio_dagster.assets import build_assets
+    from codeio_dagster.landing import Landing
     from codeio_dagster.partitions import add_missing_shards
-    from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.shards import land_new_shards
     from codeio_dagster.versions import stale_assets
 
     instance = dg.DagsterInstance.get()

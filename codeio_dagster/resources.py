@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     # Imported where used: every stage asset imports this module for `CodeioResource`, and
     # the config model pulls in every section's package (llm, sandbox, publish).
     from codeio_dagster.config import CodeioConfig
-    from codeio_dagster.shards import Landing
+    from codeio_dagster.landing import Landing
 
 
 class CodeioResource(dg.ConfigurableResource):
@@ -40,7 +40,7 @@ class CodeioResource(dg.ConfigurableResource):
         return self._config
 
     def landing(self) -> Landing:
-        from codeio_dagster.shards import Landing
+        from codeio_dagster.landing import Landing
 
         return Landing(self.config.data_dir / "landing")
 

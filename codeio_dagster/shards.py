@@ -5,9 +5,8 @@ so adding raw code never changes, and never re-runs, an existing shard. Exact du
 content hash) are kept as rows pointing at their first occurrence, for the funnel; so is a row
 whose path another row of the same scan already took (`duplicate_of` is then its own path).
 
-One writer at a time plans and lands shards (a lock in the landing folder, held across machines
-when the landing is on object storage: `storage.exclusive`), because shard names are numbered
-from the index: the sensor and `codeio demo` may share a landing.
+One writer at a time plans and lands shards (`Landing.lock`, in `landing.py`), because shard
+names are numbered from the index.
 
 A source that lists its units (files, tables) cheaply is read only where a unit is new or its
 stamp changed since it was last landed whole, so a tick that finds nothing new reads no file.
@@ -19,42 +18,18 @@ provenance and what its counters and clock moved by while it filled that shard, 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from codeio_dagster import storage
+from codeio_dagster.landing import INDEX_SCHEMA, LANDING_SCHEMA, Landing, PlannedShard
 from codeio_dagster.sources.base import RawFile, Source, Unit
 
-LANDING_SCHEMA = pl.Schema(
-    {
-        "shard": pl.String(),
-        "source": pl.String(),
-        "path": pl.String(),
-        "origin": pl.String(),
-        "file_id": pl.String(),
-        "duplicate_of": pl.String(),
-        "rejected": pl.String(),  # the reason a source did not read the file, else null
-        "detail": pl.String(),
-        "size_bytes": pl.Int64(),
-        "content": pl.Binary(),
-    }
-)
-INDEX_SCHEMA = pl.Schema(
-    {"source": pl.String(), "path": pl.String(), "file_id": pl.String(), "shard": pl.String()}
-)
-UNITS_SCHEMA = pl.Schema(
-    {"source": pl.String(), "key": pl.String(), "stamp": pl.String(), "position": pl.String()}
-)
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_]+")
-COMPACT_PARTS = 64  # index parts merged into one base file: reads stay few, writes stay small
 
 
 def file_id(content: bytes) -> str:
@@ -71,12 +46,6 @@ def raw_file_id(raw: RawFile) -> str:
 
 def shard_name(source: str, index: int) -> str:
     return f"{_KEY_SAFE.sub('_', source)}-{index:05d}"
-
-
-@dataclass(frozen=True)
-class PlannedShard:
-    name: str
-    rows: pl.DataFrame  # LANDING_SCHEMA (land_new_shards returns only the INDEX_SCHEMA columns)
 
 
 def plan_shards(
@@ -193,176 +162,6 @@ def pending_units(listed: list[Unit], landed: dict[str, Unit]) -> list[Unit]:
         elif before.stamp != unit.stamp:
             pending.append(unit._replace(position=before.position))
     return pending
-
-
-class Landing:
-    """The landed shards: one Parquet file per shard plus an index of (source, path).
-
-    `root` is a folder or an object-storage URL (see `codeio_dagster.storage`).
-    """
-
-    def __init__(self, root: str | Path | storage.ObjectPath):
-        self.root = storage.location(root)
-        self._lock_depth = 0
-
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the landing's lock (re-entrant within this object) while planning and writing."""
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        # A lock beside the index, not the index itself: the index is replaced by rename,
-        # and a lock on a replaced file guards nothing.
-        with storage.exclusive(self.root / "_index.lock"):
-            self._lock_depth = 1
-            try:
-                yield
-            finally:
-                self._lock_depth = 0
-
-    # The index is a base file plus parts added one per landing, so a landing writes what it
-    # adds, not the whole index again. Every file is written once (write-then-rename) and
-    # never changed: `_index/<n>.parquet` is part n; `_index/base-<n>.parquet` holds parts up to
-    # n (and the `_index.parquet` of landings made before parts existed). Reads take the
-    # newest base and the parts after it, so a compaction that stopped half-way reads right.
-
-    @property
-    def index_dir(self) -> storage.Location:
-        return self.root / "_index"
-
-    def _index_files(self) -> tuple[list[storage.Location], int]:
-        """The files holding the index, base first, and the number of the last part."""
-        legacy = self.root / "_index.parquet"
-        parts: list[tuple[int, storage.Location]] = []
-        bases: list[tuple[int, storage.Location]] = []
-        for rel in storage.list_files(self.index_dir, ".parquet"):
-            name = rel.removesuffix(".parquet")
-            if name.startswith("base-"):
-                bases.append((int(name.removeprefix("base-")), self.index_dir / rel))
-            elif name.isdigit():
-                parts.append((int(name), self.index_dir / rel))
-        covered, files = -1, []
-        if bases:
-            covered, base = max(bases)
-            files.append(base)
-        elif storage.exists(legacy):
-            files.append(legacy)
-        parts.sort()
-        files += [path for n, path in parts if n > covered]
-        return files, max([covered, *(n for n, _ in parts)])
-
-    def index(self, columns: list[str] | None = None) -> pl.DataFrame:
-        files, _ = self._index_files()
-        schema = INDEX_SCHEMA if columns is None else {c: INDEX_SCHEMA[c] for c in columns}
-        if not files:
-            return pl.DataFrame(schema=schema)
-        return pl.concat([storage.read_parquet(f, columns=list(schema)) for f in files])
-
-    def shards(self) -> pl.DataFrame:
-        """The `shard` column of the index (one row per landed file), read alone."""
-        return self.index(columns=["shard"])
-
-    @property
-    def units_path(self) -> storage.Location:
-        return self.root / "_units.parquet"
-
-    def _units(self) -> pl.DataFrame:
-        if not storage.exists(self.units_path):
-            return pl.DataFrame(schema=UNITS_SCHEMA)
-        frame = storage.read_parquet(self.units_path)
-        if "position" not in frame.columns:  # landed before positions were recorded
-            frame = frame.with_columns(pl.lit(None, pl.String()).alias("position"))
-        return frame.select(UNITS_SCHEMA.names())
-
-    def landed_units(self, source: str) -> dict[str, Unit]:
-        """The units of `source` a shard holds, by key: stamp (empty: only partly) and position."""
-        frame = self._units().filter(pl.col("source") == source)
-        return {key: Unit(key, stamp, position) for _, key, stamp, position in frame.iter_rows()}
-
-    def record_units(self, source: str, units: list[Unit]) -> None:
-        """Remember `units` as landed (up to their position); written after the shards and index."""
-        if not units:
-            return
-        added = pl.DataFrame(
-            {
-                "source": source,
-                "key": [u.key for u in units],
-                "stamp": [u.stamp for u in units],
-                "position": [u.position for u in units],
-            },
-            schema=UNITS_SCHEMA,
-        )
-        with self.lock():
-            known = self._units()
-            kept = known.join(added.select("source", "key"), on=["source", "key"], how="anti")
-            write_parquet_atomic(pl.concat([kept, added]), self.units_path)
-
-    def shard_path(self, shard: str) -> storage.Location:
-        return self.root / f"{shard}.parquet"
-
-    def record_path(self, shard: str) -> storage.Location:
-        return self.root / "_records" / f"{shard}.json"
-
-    def write_record(self, shard: str, record: dict[str, Any]) -> None:
-        """The landing record of `shard`, written before the index names the shard."""
-        storage.write_bytes(self.record_path(shard), json.dumps(record, sort_keys=True).encode())
-
-    def read_record(self, shard: str) -> dict[str, Any] | None:
-        """The landing record of `shard`; None for a shard landed without one (by `write`, or
-        by a version of the project before records)."""
-        try:
-            return json.loads(storage.read_bytes(self.record_path(shard)))
-        except FileNotFoundError:
-            return None
-
-    def write(self, shards: list[PlannedShard]) -> None:
-        """Land shard files first and the index last, so a crash never indexes a missing file."""
-        if not shards:
-            return
-        with self.lock():
-            for shard in shards:
-                self.write_shard(shard)
-            self.add_to_index(shards)
-
-    def write_shard(self, shard: PlannedShard) -> None:
-        """The shard's file; it counts as landed once `add_to_index` names it."""
-        write_parquet_atomic(shard.rows, self.shard_path(shard.name))
-
-    def add_to_index(self, shards: list[PlannedShard]) -> None:
-        """Index `shards` as one new part; every COMPACT_PARTS parts are merged into a base."""
-        if not shards:
-            return
-        added = pl.concat([s.rows.select(INDEX_SCHEMA.names()) for s in shards])
-        with self.lock():
-            files, last = self._index_files()
-            write_parquet_atomic(added, self.index_dir / f"{last + 1:012d}.parquet")
-            if len(files) >= COMPACT_PARTS:
-                self._compact()
-
-    def _compact(self) -> None:
-        files, last = self._index_files()
-        write_parquet_atomic(self.index(), self.index_dir / f"base-{last:012d}.parquet")
-        # Only now are the older files garbage; a crash before this leaves them unread.
-        for path in files:
-            storage.delete(path)
-
-    def read(self, shard: str) -> pl.DataFrame:
-        path = self.shard_path(shard)
-        if not storage.exists(path):
-            raise FileNotFoundError(
-                f"shard {shard!r} has no landed files at {path}; shards are created by the "
-                "`raw_code_sensor` or `codeio demo`"
-            )
-        return storage.read_parquet(path)
-
-
-def write_parquet_atomic(frame: pl.DataFrame, path: storage.Location) -> None:
-    """Write `frame` to `path` so readers see the old table or the new one whole."""
-    storage.write_parquet(frame, path)
 
 
 def land_new_shards(

@@ -94,8 +94,9 @@ class LocalCluster:
 
     def land(self) -> list[str]:
         """Land the configured sources as shards and register them as partitions."""
+        from codeio_dagster.landing import Landing
         from codeio_dagster.partitions import shards
-        from codeio_dagster.shards import Landing, land_new_shards
+        from codeio_dagster.shards import land_new_shards
 
         config = self.config()
         landing = Landing(config.data_dir / "landing")
@@ -280,9 +281,10 @@ def build_in_process(config_path: Path, shards: Sequence[str] | None = None) -> 
 
     from codeio_dagster.assets import build_assets
     from codeio_dagster.config import load_config
+    from codeio_dagster.landing import Landing
     from codeio_dagster.partitions import shards as shards_def
     from codeio_dagster.resources import build_resources
-    from codeio_dagster.shards import Landing, land_new_shards
+    from codeio_dagster.shards import land_new_shards
 
     config = load_config(config_path)
     landing = Landing(config.data_dir / "landing")

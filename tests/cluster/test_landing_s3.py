@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 from codeio_dagster import storage
-from codeio_dagster.shards import Landing
+from codeio_dagster.landing import Landing
 
 _LAND = """
 import sys
 from codeio_dagster.config import load_config
-from codeio_dagster.shards import Landing, land_new_shards
+from codeio_dagster.landing import Landing
+from codeio_dagster.shards import land_new_shards
 config, landing = load_config(sys.argv[1]), Landing(sys.argv[2])
 for _ in range(int(sys.argv[3])):
     land_new_shards(config, landing, max_shards=1)

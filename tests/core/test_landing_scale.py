@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from codeio_dagster.config import parse_config
-from codeio_dagster.shards import Landing, iter_shards, land_new_shards
+from codeio_dagster.landing import Landing
+from codeio_dagster.shards import iter_shards, land_new_shards
 from codeio_dagster.sources import RawFile, Source
 
 
@@ -216,7 +217,7 @@ def test_a_landing_without_positions_still_reads(tmp_path):
 
 
 def _shard_of(name, paths):
-    from codeio_dagster.shards import PlannedShard
+    from codeio_dagster.landing import PlannedShard
 
     rows = pl.DataFrame(
         {"source": "s", "path": paths, "file_id": paths, "shard": name},
@@ -228,20 +229,20 @@ def _shard_of(name, paths):
 def test_the_index_grows_by_parts_and_compacts_without_rewriting_each_landing(
     tmp_path, monkeypatch
 ):
-    from codeio_dagster import shards as shards_module
+    from codeio_dagster import landing as landing_module
 
-    monkeypatch.setattr(shards_module, "COMPACT_PARTS", 3)
+    monkeypatch.setattr(landing_module, "COMPACT_PARTS", 3)
     landing = Landing(tmp_path)
     # A landing made before the index had parts: its single file is the first base.
     _shard_of("s-00000", ["a"]).rows.write_parquet(tmp_path / "_index.parquet")
     written = []
-    real_write = shards_module.write_parquet_atomic
+    real_write = landing_module.write_parquet_atomic
 
     def counted(frame, path):
         written.append((path.name, frame.height))
         real_write(frame, path)
 
-    monkeypatch.setattr(shards_module, "write_parquet_atomic", counted)
+    monkeypatch.setattr(landing_module, "write_parquet_atomic", counted)
     for i in range(1, 8):
         landing.add_to_index([_shard_of(f"s-{i:05d}", [f"p{i}"])])
     # Each landing wrote its own row; every third also merged the parts into one base.

@@ -4,8 +4,9 @@ import json
 
 import polars as pl
 
+from codeio_dagster.landing import Landing
 from codeio_dagster.rawcode import classify_landed
-from codeio_dagster.shards import Landing, plan_shards
+from codeio_dagster.shards import plan_shards
 from codeio_dagster.sources import FolderSource, JsonlSource, RawFile
 
 
@@ -337,7 +338,8 @@ with open(sys.argv[1], "a") as handle:
 _LAND = """
 import sys
 from codeio_dagster.config import load_config
-from codeio_dagster.shards import Landing, land_new_shards
+from codeio_dagster.landing import Landing
+from codeio_dagster.shards import land_new_shards
 config, landing = load_config(sys.argv[1]), Landing(sys.argv[2])
 for _ in range(int(sys.argv[3])):
     land_new_shards(config, landing, max_shards=1)

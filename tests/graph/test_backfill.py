@@ -24,8 +24,9 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 
 from codeio_dagster.config import CONFIG_ENV, load_config
 from codeio_dagster.funnel import add_funnels, shard_funnel
+from codeio_dagster.landing import Landing
 from codeio_dagster.partitions import shards
-from codeio_dagster.shards import Landing, land_new_shards
+from codeio_dagster.shards import land_new_shards
 
 pytestmark = pytest.mark.sandbox
 

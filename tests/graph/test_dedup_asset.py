@@ -7,9 +7,10 @@ import polars as pl
 
 from codeio_dagster.assets import build_assets
 from codeio_dagster.config import load_config
+from codeio_dagster.landing import Landing
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import build_resources
-from codeio_dagster.shards import Landing, land_new_shards
+from codeio_dagster.shards import land_new_shards
 
 
 def test_renamed_copy_in_a_later_shard_is_dropped_and_a_rerun_keeps_its_own(

@@ -11,10 +11,11 @@ import pytest
 
 from codeio_dagster.assets import build_assets
 from codeio_dagster.config import load_config
+from codeio_dagster.landing import Landing
 from codeio_dagster.models import DatasetRow, polars_schema
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import build_resources
-from codeio_dagster.shards import Landing, land_new_shards
+from codeio_dagster.shards import land_new_shards
 
 pytestmark = [pytest.mark.model, pytest.mark.sandbox]
 

@@ -185,7 +185,7 @@ def test_files_over_max_file_bytes_land_as_rejections_only(tmp_path):
     assert rows["rows.jsonl:2"]["detail"].startswith("line 3: 80")
     assert [rows[n]["status"] for n in ("small.py", "rows.jsonl:3:small.py")] == ["ok", "ok"]
     # Only the rejections landed: no landed row holds the big file's bytes.
-    from codeio_dagster.shards import Landing
+    from codeio_dagster.landing import Landing
 
     landing = Landing(tmp_path / "data" / "landing")
     landed = pl.concat([landing.read(k) for k in keys])
@@ -230,7 +230,7 @@ def test_links_out_of_the_folder_are_rejected_and_nothing_of_their_target_is_sto
     assert rows["alias.py"]["duplicate_of"] == "sub/inner.py"
     assert "outside the source folder" in rows["leak.py"]["detail"]
     # Nothing of a target: not its bytes, not its path, in the landing or the asset.
-    from codeio_dagster.shards import Landing
+    from codeio_dagster.landing import Landing
 
     landed = pl.concat([Landing(tmp_path / "data" / "landing").read(k) for k in keys])
     for frame in (landed, pl.DataFrame(list(rows.values()))):

@@ -11,9 +11,10 @@ import yaml
 from codeio_dagster.assets import build_assets
 from codeio_dagster.config import load_config
 from codeio_dagster.funnel import shard_funnel
+from codeio_dagster.landing import Landing
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import build_resources
-from codeio_dagster.shards import Landing, land_new_shards
+from codeio_dagster.shards import land_new_shards
 from codeio_dagster.versions import _stale_by_resolver, code_version, config_slice
 from codeio_dagster.versions import stale_assets as _stale_assets
 

@@ -137,8 +137,9 @@ def test_hub_source_names_a_missing_column(hub, tmp_path):
 
 
 def test_hub_rows_sharing_a_path_or_missing_one_all_land_with_a_status(hub, tmp_path):
+    from codeio_dagster.landing import Landing
     from codeio_dagster.rawcode import classify_landed
-    from codeio_dagster.shards import Landing, plan_shards
+    from codeio_dagster.shards import plan_shards
 
     api = HfApi(endpoint=hub.url)
     api.create_repo("o/raw3", repo_type="dataset")
