@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 # pay for Dagster, which the publishers need and the pull does not.
 _EXPORTS = {
     "CardInfo": "codeio_dagster.publish.card",
-    "HubPublisher": "codeio_dagster.publish.resources",
+    "HubPublisher": "codeio_dagster.publish.hub",
     "LocalFolderPublisher": "codeio_dagster.publish.resources",
     "PublishError": "codeio_dagster.publish.resources",
     "PublishResult": "codeio_dagster.publish.resources",
@@ -20,8 +20,8 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from codeio_dagster.publish.card import CardInfo
+    from codeio_dagster.publish.hub import HubPublisher
     from codeio_dagster.publish.resources import (
-        HubPublisher,
         LocalFolderPublisher,
         PublisherResource,
         PublishError,

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"codeio pull: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        from codeio_dagster.publish.resources import redact
+        from codeio_dagster.publish.hub import redact
 
         print(f"codeio pull: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return 1

@@ -9,17 +9,14 @@ import polars as pl
 import pytest
 import yaml
 
-from codeio_dagster.publish.card import (
+from codeio_dagster.publish.card import CardInfo, CardStatic, render_card, sample_table
+from codeio_dagster.publish.hub import redact
+from codeio_dagster.publish.stats import (
     RECENT_SHARDS,
-    CardInfo,
-    CardStatic,
-    render_card,
-    sample_table,
     shard_stats,
     summary_from_legacy,
     update_summary,
 )
-from codeio_dagster.publish.resources import redact
 
 
 def _index(*records):

@@ -115,7 +115,7 @@ def test_hub_commit_holds_one_shard_and_reads_no_listing(hub, make_tables, monke
 def test_a_folder_with_the_old_single_index_is_converted_once(tmp_path, make_tables):
     import json
 
-    from codeio_dagster.publish.card import shard_stats
+    from codeio_dagster.publish.stats import shard_stats
 
     old = {s: shard_stats(s, make_tables(s, 3), CardInfo(funnel={"raw": 7})) for s in ("a", "b")}
     (tmp_path / "stats").mkdir()
