@@ -3,9 +3,9 @@ import json
 import dagster as dg
 import polars as pl
 
-from codeio_dagster.answers import revision_messages
 from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.config import CodeioConfig
+from codeio_dagster.feedback import revision_messages
 from codeio_dagster.llm import ChatRequest, LLMResource, SamplingParams
 from codeio_dagster.metadata import example_errors, funnel, llm_metadata, stage_metadata
 from codeio_dagster.models import ResponseRecord, to_frame

@@ -19,7 +19,7 @@ from codeio_dagster.tasks.builtin import InputPrediction, OutputPrediction
 
 def prompt_hashes(kinds: Iterable[type[TaskKind]] | None = None) -> dict[str, str]:
     """sha256 of every prompt template in use: refactor, each task kind, feedback/revision."""
-    from codeio_dagster.answers import feedback_hash
+    from codeio_dagster.feedback import feedback_hash
     from codeio_dagster.refactor import template_hash
 
     hashes = {"refactor": template_hash()}

@@ -117,11 +117,11 @@ class TaskKind(ABC):
     ) -> str:
         """What was wrong with a reply of this kind, in words for the model (never `correct`).
 
-        The default words it with the shared feedback texts (`answers.FEEDBACK_TEMPLATES`,
+        The default words it with the shared feedback texts (`feedback.FEEDBACK_TEMPLATES`,
         those for this kind's name first); a kind with wording of its own overrides this and
         lists its texts in `templates()`.
         """
-        from codeio_dagster.answers import feedback_text
+        from codeio_dagster.feedback import feedback_text
 
         return feedback_text(
             status,

@@ -7,8 +7,8 @@ import json
 import polars as pl
 import pytest
 
-from codeio_dagster.answers import revision_messages
 from codeio_dagster.assembly import assemble_codeio, assemble_codeio_pp, drop_counts
+from codeio_dagster.feedback import revision_messages
 from codeio_dagster.models import (
     DatasetRow,
     PredictionTaskRecord,
