@@ -5,8 +5,9 @@
    (paths, sizes, mtimes) and with the listing switched off (every file read and hashed).
 2. Append ticks: a JSONL table with few and with many rows landed before gets one shard's worth
    of rows appended; the tick that lands them is timed resuming from where the last tick stopped
-   and reading the table from its top (resuming switched off). The ratio large / small shows
-   whether a tick grows with what was landed before.
+   and reading the table from its top (resuming switched off), and the index rows it read from
+   storage are counted (the process knows the index from its earlier ticks, as the sensor's
+   does). The ratio large / small shows whether a tick grows with what was landed before.
 3. Landing memory: a folder of small and of large file counts is landed in a fresh process,
    streaming (shards written as they fill) and all at once (every shard planned in memory, then
    written); peak RSS above the process's RSS before landing, as a ratio large / small.
@@ -105,8 +106,10 @@ def _rows(start: int, n: int) -> str:
     )
 
 
-def _append_tick_ms(landed_rows: int, repeat: int, *, resume: bool) -> float:
-    """Median ms of a tick landing one appended shard into a table of `landed_rows` rows."""
+def _append_tick_ms(landed_rows: int, repeat: int, *, resume: bool) -> tuple[float, float]:
+    """Median ms of a tick landing one appended shard into a table of `landed_rows` rows, and
+    the index rows a tick read from storage (the process landed the table before, as the
+    sensor's process has by its second tick)."""
     from codeio_dagster.config import parse_config
     from codeio_dagster.landing import Landing
     from codeio_dagster.shards import land_new_shards
@@ -127,6 +130,7 @@ def _append_tick_ms(landed_rows: int, repeat: int, *, resume: bool) -> float:
             JsonlSource._resume = lambda self, path, position: None
         try:
             times, total = [], landed_rows
+            rows_read = landing.landed().rows_read
             for _ in range(repeat):
                 with table.open("a") as handle:
                     handle.write(_rows(total, SHARD))
@@ -135,9 +139,10 @@ def _append_tick_ms(landed_rows: int, repeat: int, *, resume: bool) -> float:
                 (added,) = land_new_shards(config, landing)
                 times.append(time.perf_counter() - start)
                 assert added.rows.height == SHARD
+            rows_read = (landing.landed().rows_read - rows_read) / repeat
         finally:
             JsonlSource._resume = resume_from
-        return statistics.median(times) * 1000
+        return statistics.median(times) * 1000, rows_read
 
 
 def append_ticks(small: int, large: int, repeat: int) -> None:
@@ -146,12 +151,13 @@ def append_ticks(small: int, large: int, repeat: int) -> None:
         for rows in (small, large):
             results[resume, rows] = _append_tick_ms(rows, repeat, resume=resume)
     for resume, label in ((True, "resumed "), (False, "from top")):
-        a, b = results[resume, small], results[resume, large]
+        (a, read_a), (b, read_b) = results[resume, small], results[resume, large]
         print(
             f"append tick ({SHARD} new rows), {label}: {small:>7,} landed {a:8.1f} ms, "
-            f"{large:>7,} landed {b:8.1f} ms, ratio {b / a:5.2f}"
+            f"{large:>7,} landed {b:8.1f} ms, ratio {b / a:5.2f}; index rows read per tick "
+            f"{read_a:.0f} and {read_b:.0f}"
         )
-    ratio = results[True, large] / results[True, small]
+    ratio = results[True, large][0] / results[True, small][0]
     print(f"ratio_append_tick_large_over_small={ratio:.2f} (rows ratio {large / small:.0f})")
 
 

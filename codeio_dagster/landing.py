@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,66 @@ COMPACT_PARTS = 64  # index parts merged into one base file: reads stay few, wri
 class PlannedShard:
     name: str
     rows: pl.DataFrame  # LANDING_SCHEMA (land_new_shards returns only the INDEX_SCHEMA columns)
+
+
+class LandedIndex:
+    """What a process knows of a landing's index, kept up to date by reading only the index
+    files it has not read yet: the landed paths of each source, the first landed path of each
+    file id and the shards in landing order.
+
+    The index files are written once and never changed, so a sensor's tick (its process lives
+    across ticks) reads the parts landed since the last tick, usually none but its own, and
+    looks new rows up in memory: its cost does not grow with the rows landed before. A process's
+    first look reads the index once (`rows_read` counts index rows read from storage).
+    """
+
+    def __init__(self) -> None:
+        self.paths: dict[str, set[str]]
+        self.first_path: dict[str, str]  # file_id -> first landed path with those bytes
+        self.shards: dict[str, str]  # shard -> source, in landing order
+        self.counts: dict[str, int]  # source -> its number of shards
+        self.lock = threading.Lock()
+        self.rows_read = 0
+        self.reset()
+
+    def reset(self, index_id: str | None = None) -> None:
+        """Forget what was read (the index it came from is gone)."""
+        self.paths = {}
+        self.first_path = {}
+        self.shards = {}
+        self.counts = {}
+        self.files_read: set[str] = set()
+        self.parts_upto = -1  # every index part up to this number is folded in
+        self.index_id = index_id  # the id of the index this view was read from
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> LandedIndex:
+        """The index held in `frame` (INDEX_SCHEMA columns)."""
+        view = cls()
+        view.fold(frame)
+        return view
+
+    def fold(self, frame: pl.DataFrame) -> None:
+        """Add index rows, in landing order."""
+        columns = [frame.get_column(c).to_list() for c in ("source", "path", "file_id", "shard")]
+        for source, path, fid, shard in zip(*columns, strict=True):
+            self.paths.setdefault(source, set()).add(path)
+            self.first_path.setdefault(fid, path)
+            if shard not in self.shards:
+                self.shards[shard] = source
+                self.counts[source] = self.counts.get(source, 0) + 1
+
+    def shard_count(self, source: str) -> int:
+        return self.counts.get(source, 0)
+
+    def shard_names(self) -> list[str]:
+        """Every landed shard, in landing order."""
+        return list(self.shards)
+
+
+# One LandedIndex per landing a process has looked at (the sensor's process lives across ticks).
+_LANDED: dict[str, LandedIndex] = {}
+_LANDED_LOCK = threading.Lock()
 
 
 class Landing:
@@ -110,6 +172,43 @@ class Landing:
         parts.sort()
         files += [path for n, path in parts if n > covered]
         return files, max([covered, *(n for n, _ in parts)])
+
+    def _view(self) -> LandedIndex:
+        key = str(self.root.resolve()) if isinstance(self.root, Path) else str(self.root)
+        with _LANDED_LOCK:
+            return _LANDED.setdefault(key, LandedIndex())
+
+    def landed(self) -> LandedIndex:
+        """The index as this process knows it, brought up to date: only index files it has not
+        read yet are read (at most the parts landed since, once it has looked before)."""
+        view = self._view()
+        with view.lock:
+            index_id = self._index_id()
+            files, _ = self._index_files()
+            if index_id != view.index_id:  # another index (this one was removed and begun again)
+                view.reset(index_id)
+            for path in files:
+                name = path.name
+                number = name.removesuffix(".parquet").removeprefix("base-")
+                # A part (or a base) up to the parts already folded in adds nothing.
+                if name in view.files_read or (number.isdigit() and int(number) <= view.parts_upto):
+                    view.files_read.add(name)
+                    continue
+                frame = storage.read_parquet(path, columns=INDEX_SCHEMA.names())
+                view.rows_read += frame.height
+                view.fold(frame)
+                view.files_read.add(name)
+                if number.isdigit():
+                    view.parts_upto = max(view.parts_upto, int(number))
+        return view
+
+    def _index_id(self) -> str | None:
+        """The id of this index, written with its first part: a view read from another index
+        (one removed and landed again under the same names) is not taken for this one."""
+        try:
+            return storage.read_bytes(self.index_dir / "_id").decode()
+        except FileNotFoundError:
+            return None
 
     def index(self, columns: list[str] | None = None) -> pl.DataFrame:
         files, _ = self._index_files()
@@ -195,7 +294,22 @@ class Landing:
         added = pl.concat([s.rows.select(INDEX_SCHEMA.names()) for s in shards])
         with self.lock():
             files, last = self._index_files()
-            write_parquet_atomic(added, self.index_dir / f"{last + 1:012d}.parquet")
+            view = self._view()
+            index_id = self._index_id()
+            if index_id is None:
+                index_id = uuid.uuid4().hex
+                storage.write_bytes(self.index_dir / "_id", index_id.encode())
+                with view.lock:
+                    if view.index_id is None:  # what it read (nothing, or a legacy index) stays
+                        view.index_id = index_id
+            part = self.index_dir / f"{last + 1:012d}.parquet"
+            write_parquet_atomic(added, part)
+            with view.lock:
+                # This process knew every part before this one: it knows this one without reading.
+                if view.index_id == index_id and view.parts_upto == last:
+                    view.fold(added)
+                    view.files_read.add(part.name)
+                    view.parts_upto = last + 1
             if len(files) >= COMPACT_PARTS:
                 self._compact()
 

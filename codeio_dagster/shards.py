@@ -26,7 +26,13 @@ from typing import Any
 
 import polars as pl
 
-from codeio_dagster.landing import INDEX_SCHEMA, LANDING_SCHEMA, Landing, PlannedShard
+from codeio_dagster.landing import (
+    INDEX_SCHEMA,
+    LANDING_SCHEMA,
+    LandedIndex,
+    Landing,
+    PlannedShard,
+)
 from codeio_dagster.sources.base import RawFile, Source, Unit
 
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_]+")
@@ -66,7 +72,7 @@ def iter_shards(
     files: Iterable[RawFile],
     *,
     source: str,
-    index: pl.DataFrame,
+    index: pl.DataFrame | LandedIndex,
     shard_size: int,
     max_shards: int | None = None,
 ) -> Iterator[PlannedShard]:
@@ -77,12 +83,12 @@ def iter_shards(
     raw_code counts it as dropped instead of it vanishing. Each shard is yielded as soon as it
     is full, before the next file is read, so only one shard's contents are held at a time.
     """
-    known = index.filter(pl.col("source") == source)
+    landed = index if isinstance(index, LandedIndex) else LandedIndex.of(index)
     # Looked up row by row as the source yields, not joined afterwards: a tick cut short by
     # `max_shards` must stop reading at its last landed row, or the unit it stopped in would be
     # recorded as done with rows never landed.
-    landed_paths = set(known.get_column("path").to_list())
-    first = known.get_column("shard").n_unique()
+    landed_paths = landed.paths.get(source, ())
+    first = landed.shard_count(source)
     taken: set[str] = set()
     first_path: dict[str, str] = {}  # file_id -> first path of this scan with those bytes
     rows: list[dict] = []
@@ -102,6 +108,7 @@ def iter_shards(
                 "file_id": fid,
                 "duplicate_of": raw.path if raw.path in taken else None,
                 "_earlier": earlier,
+                "_landed": landed.first_path.get(fid),
                 "rejected": raw.rejected,
                 "detail": raw.detail,
                 "size_bytes": raw.size_bytes,
@@ -110,45 +117,40 @@ def iter_shards(
         )
         taken.add(raw.path)
         if len(rows) == shard_size:
-            yield _shard(shard_name(source, first + made), rows, index)
+            yield _shard(shard_name(source, first + made), rows)
             rows, made = [], made + 1
             if made == max_shards:
                 return
     if rows:
-        yield _shard(shard_name(source, first + made), rows, index)
+        yield _shard(shard_name(source, first + made), rows)
 
 
 _ROW_SCHEMA = pl.Schema(
-    {**{k: v for k, v in LANDING_SCHEMA.items() if k != "shard"}, "_earlier": pl.String()}
+    {
+        **{k: v for k, v in LANDING_SCHEMA.items() if k != "shard"},
+        "_earlier": pl.String(),
+        "_landed": pl.String(),
+    }
 )
 
 
-def _shard(name: str, rows: list[dict], index: pl.DataFrame) -> PlannedShard:
+def _shard(name: str, rows: list[dict]) -> PlannedShard:
     """A shard's frame; `duplicate_of` of each row: the first path, landed or earlier in this
     scan, of its bytes (a rejected row has no bytes to share)."""
     frame = pl.DataFrame(rows, schema=_ROW_SCHEMA)
-    # Only the index rows sharing this shard's ids are deduplicated, not the whole index.
-    first_landed = (
-        index.filter(pl.col("file_id").is_in(frame.get_column("file_id").implode()))
-        .unique("file_id", keep="first", maintain_order=True)
-        .select("file_id", pl.col("path").alias("_landed"))
-    )
-    frame = (
-        frame.join(first_landed, on="file_id", how="left", maintain_order="left")
-        .with_columns(
-            pl.lit(name).alias("shard"),
-            pl.coalesce("duplicate_of", "_landed", "_earlier").alias("duplicate_of"),
-        )
-        .select(LANDING_SCHEMA.names())
-    )
+    frame = frame.with_columns(
+        pl.lit(name).alias("shard"),
+        pl.coalesce("duplicate_of", "_landed", "_earlier").alias("duplicate_of"),
+    ).select(LANDING_SCHEMA.names())
     return PlannedShard(name, frame)
 
 
-def unrequested_shards(index: pl.DataFrame, requested: Iterable[str]) -> list[str]:
-    """Shards in `index`, in landing order, that are not among `requested`."""
-    asked = pl.DataFrame({"shard": list(requested)}, schema={"shard": pl.String()})
-    landed = index.select("shard").unique(maintain_order=True)
-    return landed.join(asked, on="shard", how="anti").get_column("shard").to_list()
+def unrequested_shards(landed: pl.DataFrame | Iterable[str], requested: Iterable[str]) -> list[str]:
+    """Shards landed (an index frame, or names in landing order) that are not among `requested`."""
+    if isinstance(landed, pl.DataFrame):
+        landed = landed.get_column("shard").unique(maintain_order=True).to_list()
+    asked = set(requested)
+    return [name for name in dict.fromkeys(landed) if name not in asked]
 
 
 def pending_units(listed: list[Unit], landed: dict[str, Unit]) -> list[Unit]:
@@ -205,7 +207,7 @@ def land_new_shards(
                 shards = iter_shards(
                     files,
                     source=name,
-                    index=landing.index(),
+                    index=landing.landed(),
                     shard_size=config.shards.size,
                     max_shards=budget,
                 )

@@ -30,8 +30,9 @@ def raw_code_sensor(context: dg.SensorEvaluationContext, codeio: CodeioResource)
     )
     # Every landed shard the instance has no partition for, not only this tick's: shards are
     # indexed as they land, so a tick that failed after landing some left them unrequested.
+    # Names from the landing's index as this process knows it: no index file is read again.
     names = unrequested_shards(
-        landing.shards(), context.instance.get_dynamic_partitions(shards.name)
+        landing.landed().shard_names(), context.instance.get_dynamic_partitions(shards.name)
     )
     if not names:
         if failed:

@@ -257,3 +257,85 @@ def test_the_index_grows_by_parts_and_compacts_without_rewriting_each_landing(
     before = landing.index()
     real_write(before, tmp_path / "_index" / f"base-{last:012d}.parquet")
     assert landing.index().equals(before)
+
+
+@pytest.fixture
+def index_reads(monkeypatch):
+    """Rows read from the landing's index files (`_index/`, `_index.parquet`), counted."""
+    from codeio_dagster import storage
+
+    count = [0]
+    read = storage.read_parquet
+
+    def counted(where, columns=None):
+        frame = read(where, columns=columns)
+        if "_index" in str(where):
+            count[0] += frame.height
+        return frame
+
+    monkeypatch.setattr(storage, "read_parquet", counted)
+
+    def take():
+        n, count[0] = count[0], 0
+        return n
+
+    return take
+
+
+def _new_process():
+    """What a fresh process knows of any landing: nothing."""
+    from codeio_dagster import landing
+
+    landing._LANDED.clear()
+
+
+def test_an_append_tick_reads_no_index_row_landed_before(tmp_path, index_reads):
+    table = tmp_path / "t.jsonl"
+    table.write_text(_lines([f"r{i}" for i in range(40)]))
+    config, landing = _config(tmp_path, "jsonl", "t.jsonl", size=10), Landing(tmp_path / "landing")
+    _new_process()
+    assert len(land_new_shards(config, landing)) == 4
+    index_reads()
+
+    for batch, landed_before in ((range(40, 50), 40), (range(50, 450), 50)):
+        with table.open("a") as handle:
+            handle.write(_lines([f"r{i}" for i in batch]))
+        added = land_new_shards(config, landing)
+        # However many rows were landed before, a tick reads none of them from the index.
+        assert index_reads() == 0, f"read index rows with {landed_before} landed"
+        assert sum(s.rows.height for s in added) == len(batch)
+
+    # Bytes landed before are found as duplicates from memory; the new shard is numbered on.
+    same = {"path": "copy", "content": "def r3():\n    return 1\n"}
+    with table.open("a") as handle:
+        handle.write(json.dumps(same) + "\n")
+    (shard,) = land_new_shards(config, landing)
+    assert index_reads() == 0
+    assert shard.name == "t-00045"
+    assert landing.read("t-00045")["duplicate_of"].to_list() == ["t.jsonl:3:r3"]
+
+    # A fresh process reads the index once; its next tick reads none of it.
+    _new_process()
+    with table.open("a") as handle:
+        handle.write(_lines(["n1"]))
+    (shard,) = land_new_shards(config, landing)
+    assert index_reads() == 451 and shard.name == "t-00046"
+    with table.open("a") as handle:
+        handle.write(_lines(["n2"]))
+    land_new_shards(config, landing)
+    assert index_reads() == 0
+
+
+def test_a_landing_removed_and_landed_again_is_not_taken_for_the_old_one(tmp_path):
+    import shutil
+
+    table = tmp_path / "t.jsonl"
+    table.write_text(_lines(["a", "b"]))
+    config, landing = _config(tmp_path, "jsonl", "t.jsonl", size=10), Landing(tmp_path / "landing")
+    land_new_shards(config, landing)
+    shutil.rmtree(tmp_path / "landing")
+    # The same rows under the same paths: landed again, not skipped as landed by the old index.
+    (shard,) = land_new_shards(config, Landing(tmp_path / "landing"))
+    assert shard.name == "t-00000"
+    assert landing.read("t-00000")["duplicate_of"].to_list() == [None, None]
+    assert landing.landed().shard_names() == ["t-00000"]
