@@ -1,10 +1,10 @@
 import json
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
 
 from codeio_dagster.assets.checks import check_specs, checked
-from codeio_dagster.config import CodeioConfig
 from codeio_dagster.feedback import revision_messages
 from codeio_dagster.llm import ChatRequest, LLMResource, SamplingParams
 from codeio_dagster.metadata import example_errors, funnel, llm_metadata, stage_metadata
@@ -13,6 +13,9 @@ from codeio_dagster.partitions import shards
 from codeio_dagster.request_failures import fail_if_too_many_failed
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.turns import responses_name, verdicts_name
+
+if TYPE_CHECKING:
+    from codeio_dagster.config import CodeioConfig
 
 # Not asked again: right already, or no reply to revise.
 NO_REVISION_STATUSES = ("correct", "request_failed")
@@ -24,7 +27,7 @@ def ask(
     conversations: list[tuple[str, list[dict[str, str]]]],
     params: SamplingParams,
     turn: int,
-    config: CodeioConfig,
+    config: "CodeioConfig",
 ):
     requests = [
         ChatRequest(key=key, messages=messages, params=params) for key, messages in conversations
