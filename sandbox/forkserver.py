@@ -211,7 +211,8 @@ class _ResultBuffer:
         reply = None
         if size <= self.room:
             start = _RESULT_HEAD.size + slot * self.room
-            with contextlib.suppress(ValueError):
+            # A job can write here itself: a reply too deep to decode is malformed, not fatal.
+            with contextlib.suppress(ValueError, RecursionError, MemoryError):
                 reply = json.loads(self.mem[start : start + size])
         if not isinstance(reply, dict):
             return {"status": "invalid_output", "error": "child wrote a malformed result"}
@@ -385,7 +386,11 @@ def _run_recheck(req):
         results.append(reply)
         if reply.get("status") != "ok":
             break
-        if not outputs_equal(json.loads(reply["output"]), json.loads(expected)):
+        try:
+            same = outputs_equal(json.loads(reply["output"]), json.loads(expected))
+        except (TypeError, ValueError, RecursionError, MemoryError):
+            break  # a forged reply: the host rejects it
+        if not same:
             break
     return {"status": "ok", "results": results}
 
@@ -471,6 +476,15 @@ def _too_large(text, value, lim):
     return items > lim["max_items"] or longest > lim["max_str_len"]
 
 
+def _size_error(text, value, lim):
+    items, longest, _ = json_stats(value)
+    return (
+        f"output over the pair limits: {len(text.encode('utf-8'))} bytes (max_bytes "
+        f"{lim['max_bytes']}), {items} items (max_items {lim['max_items']}), a string of "
+        f"{longest} (max_str_len {lim['max_str_len']})"
+    )
+
+
 def _run_iopairs(req, checkpoint):
     lim = req["limits"]
     counts = {
@@ -509,7 +523,7 @@ def _run_iopairs(req, checkpoint):
     pairs = []
     seen = set()
     conversions = set()
-    errors = {"generator": None, "call": None}
+    errors = {"generator": None, "call": None, "output": None}
 
     def reply():
         return {
@@ -518,6 +532,8 @@ def _run_iopairs(req, checkpoint):
             "counts": counts,
             "error": errors["call"] or errors["generator"],
             "call_error": errors["call"],
+            "generator_error": errors["generator"],
+            "output_error": errors["output"],
             "conversions": sorted(conversions),
         }
 
@@ -592,12 +608,14 @@ def _run_iopairs(req, checkpoint):
             continue
         try:
             out_text, out_conv = canonical_json(out)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError, MemoryError) as exc:
             counts["dropped_invalid_output"] += 1
+            errors["output"] = errors["output"] or f"output has no JSON form: {str(exc)[:300]}"
             continue
         out_value = json.loads(out_text)
         if _too_large(out_text, out_value, lim):
             counts["dropped_too_large_output"] += 1
+            errors["output"] = errors["output"] or _size_error(out_text, out_value, lim)
             continue
         if json_stats(out_value)[2]:
             counts["dropped_nonfinite"] += 1

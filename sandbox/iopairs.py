@@ -13,7 +13,7 @@ from codeio_dagster.sandbox.cache import ResultCache
 from codeio_dagster.sandbox.executor import Executor
 from codeio_dagster.sandbox.jobs import result_from_reply
 from codeio_dagster.sandbox.settings import IOPairLimits
-from codeio_dagster.sandbox.values import outputs_equal
+from codeio_dagster.sandbox.values import json_stats, outputs_equal, read_json
 
 _ROUND_TRIP_SLACK_S = 2.0
 
@@ -77,7 +77,37 @@ def _drop_reason(counts: dict[str, int]) -> str:
     for key, reason in (("dropped_timeout", "timeout"), ("dropped_memory", "memory")):
         if ran and counts.get(key, 0) >= max(1, ran // 2):
             return reason
+    # Outputs too deep, too large or of no JSON type are the function's, not the draws'.
+    for key, reason in (
+        ("dropped_invalid_output", "invalid_output"),
+        ("dropped_too_large_output", "too_large_output"),
+    ):
+        if solved and counts.get(key, 0) >= max(1, solved // 2):
+            return reason
     return "too_few_pairs"
+
+
+def _drop_detail(status: str, out: IOPairOutcome, reply: dict[str, Any], minimum: int) -> str:
+    """Why a function kept fewer than `minimum` pairs, in the words of its reply's errors."""
+    own = {
+        "code_error": reply.get("call_error"),
+        "generator_error": reply.get("generator_error"),
+        "invalid_output": reply.get("output_error"),
+        "too_large_output": reply.get("output_error"),
+    }.get(status)
+    if own:
+        return str(own)[:4000]
+    drops = sorted(
+        ((n, k) for k, n in out.counts.items() if k.startswith("dropped_") and n), reverse=True
+    )
+    summary = ", ".join(f"{k} {n}" for n, k in drops[:4]) or "no draw was dropped"
+    text = (
+        f"{len(out.pairs)} pair(s) from {out.counts.get('generator_calls', 0)} draws, fewer "
+        f"than min_pairs={minimum}: {summary}"
+    )
+    if out.error:
+        text += f"; first error: {out.error}"
+    return text[:4000]
 
 
 def generate_io_pairs(
@@ -127,12 +157,12 @@ def generate_io_pairs(
         )
         requests.append((None, req))
     replies = executor.run_requests(requests, cache=cache)
-    outcomes = [_outcome(fn, reply) for fn, reply in zip(functions, replies, strict=True)]
-    for out in outcomes:
-        if out.status == "ok" and len(out.pairs) < limits.min_pairs:
-            out.status = _drop_reason(out.counts)
+    outcomes = [_outcome(fn, reply, limits) for fn, reply in zip(functions, replies, strict=True)]
     for out, reply in zip(outcomes, replies, strict=True):
         out.duration_ms = _duration(reply)
+        if out.status == "ok" and len(out.pairs) < limits.min_pairs:
+            out.status = _drop_reason(out.counts)
+            out.error = _drop_detail(out.status, out, reply, limits.min_pairs)
     if limits.determinism_check:
         _recheck(executor, functions, outcomes, cache)
     return outcomes
@@ -141,11 +171,27 @@ def generate_io_pairs(
 def _duration(reply: dict[str, Any]) -> float:
     try:
         return float(reply.get("duration_ms") or 0.0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0.0
 
 
-def _outcome(fn: FunctionSpec, reply: dict[str, Any]) -> IOPairOutcome:
+def _checked_pair(pair: IOPair, limits: IOPairLimits) -> None:
+    """ValueError unless the pair is one the fork-server could have kept under these limits."""
+    for side, text in (("input", pair.input), ("output", pair.output)):
+        value = read_json(text)
+        size = len(text.encode("utf-8"))
+        items, longest, nonfinite = json_stats(value)
+        if side == "input" and not isinstance(value, dict):
+            raise ValueError("pair input is not a JSON object")
+        if size > limits.max_bytes or items > limits.max_items or longest > limits.max_str_len:
+            raise ValueError(
+                f"pair {side} over the limits ({size} bytes, {items} items, string of {longest})"
+            )
+        if nonfinite:
+            raise ValueError(f"pair {side} holds NaN or infinity")
+
+
+def _outcome(fn: FunctionSpec, reply: dict[str, Any], limits: IOPairLimits) -> IOPairOutcome:
     status = reply.get("status", "killed")
     if status != "ok":
         return IOPairOutcome(
@@ -157,20 +203,18 @@ def _outcome(fn: FunctionSpec, reply: dict[str, Any]) -> IOPairOutcome:
     try:
         counts = {str(k): int(v) for k, v in reply["counts"].items()}
         pairs = [IOPair(input=i, output=o) for i, o in reply["pairs"]]
+        if len(pairs) > limits.max_pairs:
+            raise ValueError(f"{len(pairs)} pairs, more than max_pairs={limits.max_pairs}")
         for pair in pairs:
-            if not isinstance(json.loads(pair.input), dict):
-                raise ValueError("pair input is not a JSON object")
-            json.loads(pair.output)
+            _checked_pair(pair, limits)
         conversions = [str(c) for c in reply.get("conversions", [])]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         return IOPairOutcome(
             function_id=fn.id, status="invalid_output", error=f"malformed reply: {exc}"[:500]
         )
     counts["dropped_nondeterministic"] = 0
     counts["stopped_by_wall_clock"] = int(bool(reply.get("stopped_by_wall_clock")))
     error = reply.get("error")
-    if _drop_reason(counts) == "code_error" and reply.get("call_error"):
-        error = reply.get("call_error")  # main_solution's error, not the generator's
     return IOPairOutcome(
         function_id=fn.id,
         status="ok",
@@ -281,7 +325,7 @@ def _recheck_verdict(
             # The re-run's own failure, not a verdict on determinism.
             reason = _DROP_FOR_REPLY.get(got.status, "invalid_output")
             return reason, f"input {pair.input[:200]} gave {got.status}: {got.error}"
-        if not outputs_equal(json.loads(got.output), json.loads(pair.output)):
+        if not outputs_equal(read_json(got.output), read_json(pair.output)):
             return (
                 "nondeterministic",
                 f"input {pair.input[:200]} gave {got.output[:200]}, first run {pair.output[:200]}",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from codeio_dagster.sandbox.values import read_json
 
 Status = Literal["ok", "exception", "timeout", "memory", "output_limit", "killed", "invalid_output"]
 
@@ -45,14 +46,13 @@ _STATUSES = set(Status.__args__)
 HOST_MADE = "_host_made"  # type: ignore[attr-defined]
 
 
-def _is_json_text(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
+def _json_fault(value: Any) -> str | None:
+    """Why value is not canonical JSON text a job could have produced, or None if it is."""
     try:
-        json.loads(value)
-    except ValueError:
-        return False
-    return True
+        read_json(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def result_from_reply(job_id: str, reply: dict[str, Any]) -> JobResult:
@@ -62,16 +62,17 @@ def result_from_reply(job_id: str, reply: dict[str, Any]) -> JobResult:
     error = reply.get("error")
     error = None if error is None else str(error)[:4000]
     output = reply.get("output") if status == "ok" else None
-    if status not in _STATUSES:
+    fault = _json_fault(output) if status == "ok" else None
+    if not isinstance(status, str) or status not in _STATUSES:
         status, error = "invalid_output", f"malformed reply status {str(status)[:80]!r}"
-    elif status == "ok" and not _is_json_text(output):
-        status, output, error = "invalid_output", None, "reply output is not JSON text"
+    elif fault is not None:
+        status, output, error = "invalid_output", None, f"reply output is not JSON text: {fault}"
     conversions = reply.get("conversions")
     if not (isinstance(conversions, list) and all(isinstance(c, str) for c in conversions)):
         conversions = []
     try:
         duration = float(reply.get("duration_ms", 0.0))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         duration = 0.0
     return JobResult(
         id=job_id,

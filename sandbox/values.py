@@ -44,7 +44,8 @@ import math
 from typing import Any
 
 REL_TOL = 1e-3
-_MAX_DEPTH = 100
+# Deepest nesting canonical_json writes; anything deeper that claims to come from it is forged.
+MAX_DEPTH = 100
 
 
 def canonical_json(value: Any) -> tuple[str, list[str]]:
@@ -65,8 +66,8 @@ def _note(conversions: list[str], what: str) -> None:
 
 
 def _to_plain(value: Any, conv: list[str], depth: int, active: set[int]) -> Any:
-    if depth > _MAX_DEPTH:
-        raise ValueError(f"value nested deeper than {_MAX_DEPTH} levels")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -150,6 +151,37 @@ def _numpy_to_plain(value: Any, conv: list[str], depth: int, active: set[int]) -
         _note(conv, f"numpy.{name}->{type(plain).__name__}")
         return _to_plain(plain, conv, depth, active)
     raise ValueError(f"value of type numpy.{name} is not JSON-serialisable")
+
+
+def read_json(text: Any) -> Any:
+    """The value of a canonical JSON text that crossed from a job; ValueError naming the fault
+    if it cannot be one (not text, not JSON, nested deeper than canonical_json writes, too
+    large to decode), so that a caller never meets RecursionError or MemoryError."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected JSON text, got {type(text).__name__}")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to decode") from None
+    except MemoryError:
+        raise ValueError(f"JSON text of {len(text)} characters too large to decode") from None
+    if nested_deeper(value, MAX_DEPTH + 1):
+        raise ValueError(f"JSON value nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than limit in value (iterative: safe at any depth)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            if depth > limit:
+                return True
+            stack.extend((item, depth + 1) for item in v)
+    return False
 
 
 def outputs_equal(pred: Any, truth: Any) -> bool:

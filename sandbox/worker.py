@@ -178,7 +178,7 @@ class Worker:
             del self.buf[:end]
             try:
                 frames.append(json.loads(body))
-            except ValueError:
+            except (ValueError, RecursionError, MemoryError):
                 raise WorkerDied("jail sent a malformed frame") from None
         return frames
 

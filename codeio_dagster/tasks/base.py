@@ -202,5 +202,8 @@ def parse_json_field(text: str, what: str) -> Any:
     """json.loads with a TaskBuildError naming the field when the text is not JSON."""
     try:
         return json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise TaskBuildError("invalid_pair", f"{what} is not JSON: {exc}: {text!r:.80}") from exc
+    except (TypeError, ValueError, RecursionError, MemoryError) as exc:
+        # A pair's text reaches here from elsewhere too (stored I/O pairs): one unreadable
+        # pair is that pair's drop, never the stage's failure.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise TaskBuildError("invalid_pair", f"{what} is not JSON: {reason}: {text!r:.80}") from exc

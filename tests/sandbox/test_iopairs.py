@@ -135,10 +135,11 @@ def test_hash_seed_dependent_order_is_caught(outcomes):
     assert out.counts["dropped_nondeterministic"] > 0
 
 
-def test_too_large_outputs_are_dropped(outcomes):
+def test_too_large_outputs_are_dropped_with_the_limits_they_broke(outcomes):
     out = outcomes["too_large"]
-    assert out.status == "too_few_pairs"
+    assert out.status == "too_large_output"
     assert out.counts["dropped_too_large_output"] > 0 and out.pairs == []
+    assert "output over the pair limits" in out.error
 
 
 def test_generator_that_raises(outcomes):
