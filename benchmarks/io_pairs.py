@@ -8,9 +8,14 @@ with an input generator that draws one of its stored inputs. Measured side by si
    in alternating order over the rounds, on the same warm jails, same pairs, same hash seed;
 2. two steps (io_pairs, then a verdicts-like step of heavy jobs) each with its own executor (how
    it was) against both on the one warm executor: jail start-ups and seconds;
-3. generation plus re-run without a cache, then the same again answered by the result cache.
+3. generation plus re-run without a cache, then the same again answered by the result cache;
+4. a shard's io_pairs (generation and re-run, so heavy jails of both hash seeds) on fresh jails
+   that preload all of heavy_preload (how it was) against jails that preload only the heavy
+   modules the shard's functions name (`heavy_preload_scope`), in alternating order: seconds,
+   CPU seconds of the jails, and what the heavy jails preloaded.
 
-Usage: `.venv/bin/python benchmarks/io_pairs.py [--functions 120] [--rounds 2]`.
+Usage: `.venv/bin/python benchmarks/io_pairs.py [--functions 120] [--rounds 2] [--shard 93]`
+(93: the functions of one 200-file shard of the fixture).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +89,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--functions", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--shard", type=int, default=93)
     args = ap.parse_args()
     specs = load_functions(args.functions)
     codes.update({s.id: s.code for s in specs})
@@ -162,7 +169,43 @@ def main() -> int:
             f"rerun_share={again_s / max(first_s, 1e-9):.4f}"
         )
         cache.close()
+
+    shard_preload(specs[: args.shard], settings, limits, args.rounds)
     return 0
+
+
+def shard_preload(shard: list[FunctionSpec], settings, limits, rounds: int) -> None:
+    """Section 4: one shard's io_pairs on fresh jails, by heavy_preload_scope."""
+    probe = Executor(settings)
+    named = sorted({m for s in shard for m in probe.heavy_needs(s.code)})
+    heavy = sum(probe.is_heavy(s.code) for s in shard)
+    totals = {scope: [0.0, 0.0, 0, 0] for scope in ("all", "named")}
+    for r in range(rounds):
+        for scope in ("all", "named") if r % 2 == 0 else ("named", "all"):
+            scoped = settings.model_copy(update={"heavy_preload_scope": scope})
+            cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            with Executor(scoped) as ex:
+                generate_io_pairs(ex, shard, limits)
+                starts = [preload for key, preload in ex.jail_preloads if key[1]]
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+            total = totals[scope]
+            total[0] += wall
+            total[1] += used
+            total[2] += len(starts)
+            total[3] += sum(len(p) - len(settings.preload) for p in starts)
+    all_, named_ = totals["all"], totals["named"]
+    print(
+        f"io_pairs of a {len(shard)}-function shard ({heavy} heavy, naming "
+        f"{', '.join(named) or 'none'}) on fresh jails, {rounds} rounds: preloading all of "
+        f"heavy_preload {all_[0]:.2f} s, jails' CPU {all_[1]:.2f} s, {all_[2]} heavy starts "
+        f"preloading {all_[3]} modules; only what the shard names {named_[0]:.2f} s, jails' CPU "
+        f"{named_[1]:.2f} s, {named_[2]} heavy starts preloading {named_[3]} modules; ratio "
+        f"{all_[0] / max(named_[0], 1e-9):.2f}x seconds, {all_[1] / max(named_[1], 1e-9):.2f}x "
+        "jail CPU"
+    )
 
 
 if __name__ == "__main__":

@@ -47,9 +47,16 @@ class Batch:
         self.left = len(requests)
         self.pending: dict[tuple[int, bool], deque[int]] = {}
         default_seed = executor.settings.hash_seed
+        needs: dict[tuple[int, bool], frozenset[str]] = {}
         for i, (seed, req) in enumerate(requests):
-            key = (default_seed if seed is None else seed, executor.is_heavy(req["code"]))
+            modules = executor.heavy_needs(req["code"])
+            key = (default_seed if seed is None else seed, bool(modules))
             self.pending.setdefault(key, deque()).append(i)
+            if modules:
+                needs[key] = needs.get(key, frozenset()) | modules
+        # Known before any jail of the batch starts, so each starts once with all of them.
+        for key, modules in needs.items():
+            executor.need(key, modules)
         self.slots: list[Worker | None] = [None] * executor.settings.worker_count()
         label = progress if isinstance(progress, str) else executor.progress
         if label and requests:
@@ -82,6 +89,9 @@ class Batch:
                 # An idle slot switches to the kind of job that has waited longest.
                 worker = self.ex._pool(*min(queued)[1])[slot]
                 self.slots[slot] = worker
+            if worker.proc is not None and not self.ex.covers(worker):
+                # Warm, but without a heavy module this batch's jobs name: start it again.
+                self._retire(worker)
             if worker.proc is None:
                 worker.start()
             assert worker.proc is not None
@@ -152,6 +162,14 @@ class Batch:
                 raise WorkerDied("jail sent a reply nobody asked for")
             self._finish(worker.inflight.popleft(), frame)
         worker.head_since = now
+
+    def _retire(self, worker: Worker) -> None:
+        """Stop an idle worker; it starts again when next needed."""
+        assert worker.proc is not None
+        for stream in (worker.proc.stdin, worker.proc.stdout):
+            if _is_registered(self.sel, stream):
+                self.sel.unregister(stream)
+        worker.stop()
 
     def _fail(self, worker: Worker, exc: WorkerDied) -> None:
         detail = worker.tail_log()

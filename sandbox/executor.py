@@ -39,7 +39,7 @@ from codeio_dagster.sandbox.runtime import (
     runtime_path,
     runtime_python,
 )
-from codeio_dagster.sandbox.settings import SandboxSettings
+from codeio_dagster.sandbox.settings import HEAVY_USES, SandboxSettings
 from codeio_dagster.sandbox.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,12 @@ class Executor:
         self.nsjail: Path | None = None
         self.python: Path | None = None
         self.runtime_dir: Path | None = None
-        # Jails started, by (hash seed, heavy), and requests sent to them: what tests and
-        # benchmarks count.
+        # Jails started, by (hash seed, heavy), each start's preload list, and requests sent to
+        # them: what tests and benchmarks count.
         self.jail_starts: dict[tuple[int, bool], int] = {}
+        self.jail_preloads: list[tuple[tuple[int, bool], tuple[str, ...]]] = []
+        # The heavy modules each heavy pool's jails must have preloaded: those its jobs named.
+        self._needs: dict[tuple[int, bool], frozenset[str]] = {}
         self.requests_run = 0
         # A stage sets its name here to have its batches' progress logged as lines.
         self.progress: str | None = None
@@ -147,10 +150,10 @@ class Executor:
             if pool is None:
                 count = self.settings.worker_count()
                 log.info(
-                    "sandbox: warming %d %s jail(s)%s",
+                    "sandbox: up to %d %s jail(s) with hash seed %d",
                     count,
                     "heavy" if heavy else "light",
-                    " (preloading numpy, scipy, ...)" if heavy else "",
+                    hash_seed,
                 )
                 pool = [Worker(self, hash_seed, heavy, i) for i in range(count)]
                 self._pools[key] = pool
@@ -163,9 +166,50 @@ class Executor:
         jails that imports one anyway pays the import (numpy ~60 ms, scipy ~1.4 s), while one
         sent to the heavy jails needlessly pays only their dearer fork (~15 ms).
         """
+        return bool(self.heavy_needs(code))
+
+    def heavy_needs(self, code: str) -> frozenset[str]:
+        """The heavy modules code names, with those they use lazily; empty for a light job."""
         if not self.settings.heavy_preload:
-            return False
-        return _heavy_pattern(tuple(self.settings.heavy_modules)).search(code) is not None
+            return frozenset()
+        heavy = self.settings.heavy_modules
+        named = set(_heavy_pattern(tuple(heavy)).findall(code))
+        for module in list(named):
+            named.update(HEAVY_USES.get(module, ()))
+        return frozenset(named.intersection(heavy))
+
+    def need(self, key: tuple[int, bool], modules: frozenset[str]) -> None:
+        """Jobs for pool `key` name these heavy modules: its jails must have preloaded them."""
+        with self._lock:
+            self._needs[key] = self._needs.get(key, frozenset()) | modules
+
+    def preload_for(self, key: tuple[int, bool]) -> tuple[list[str], frozenset[str]]:
+        """What a jail of pool `key` starting now preloads, and the heavy modules that covers.
+
+        Preloading costs every jail start its imports (all of heavy_preload: about 2.3 s of CPU,
+        most of it scipy's), so a heavy jail preloads only the modules its jobs named so far;
+        an entry of a module outside heavy_modules, which no job can name, is always preloaded.
+        """
+        s = self.settings
+        if not key[1]:
+            return list(s.preload), frozenset()
+        heavy = set(s.heavy_modules)
+        if s.heavy_preload_scope == "all":
+            covered = frozenset(heavy)
+        else:
+            with self._lock:
+                covered = self._needs.get(key, frozenset())
+        chosen = [
+            entry
+            for entry in s.heavy_preload
+            if entry.split(".")[0] in covered or entry.split(".")[0] not in heavy
+        ]
+        return list(s.preload) + chosen, covered
+
+    def covers(self, worker: Worker) -> bool:
+        """Whether a running worker preloaded every heavy module its pool's jobs named."""
+        with self._lock:
+            return self._needs.get(worker.key, frozenset()) <= worker.preloaded
 
     def base_request(self, timeout_s: float | None) -> dict[str, Any]:
         """Limits every request carries."""

@@ -38,6 +38,9 @@ DEFAULT_PRELOAD = [
 # costs ~1,400 ms, sympy ~400 ms, pandas ~200 ms and numpy ~60 ms per job. Few jobs need them
 # (under 2 % of the benchmark's CRUXEval and CodeI/O sample), so the rest keep the cheap fork.
 HEAVY_MODULES = ["numpy", "scipy", "pandas", "sympy", "networkx"]
+# Heavy modules that import others lazily, on first use: a jail preloading one preloads these
+# too, so no job pays their import inside its own time limit.
+HEAVY_USES = {"networkx": ("numpy", "scipy"), "sympy": ("numpy",)}
 HEAVY_PRELOAD = [
     "numpy",
     "scipy.stats",
@@ -78,6 +81,12 @@ class SandboxSettings(BaseModel):
     heavy_preload: list[str] = Field(
         default_factory=lambda: list(HEAVY_PRELOAD),
         description="Preloaded by the jails for heavy jobs; empty: no separate heavy jails.",
+    )
+    heavy_preload_scope: Literal["named", "all"] = Field(
+        "named",
+        description="named: a heavy jail preloads the heavy_preload entries of the heavy "
+        "modules its jobs name (and of those they use), and starts again with more when a job "
+        "names another; all: every entry, whatever its jobs name.",
     )
     server_overhead_mb: int = Field(
         512, ge=64, description="Memory granted to the fork-server on top of one job's memory_mb."

@@ -59,6 +59,8 @@ class Worker:
         # When the first in-flight request started running (as far as the host can tell).
         self.head_since = 0.0
         self.starts = 0
+        # The heavy modules this jail preloaded (see Executor.preload_for).
+        self.preloaded: frozenset[str] = frozenset()
         kind = "heavy" if heavy else "light"
         self.stderr_path = executor.scratch / f"worker-{hash_seed}-{kind}-{index}.log"
 
@@ -94,7 +96,10 @@ class Worker:
         self.inflight.clear()
         self.awaiting_hello = True
         self.head_since = time.monotonic()
-        preload = settings.preload + (settings.heavy_preload if self.heavy else [])
+        preload, self.preloaded = ex.preload_for(self.key)
+        ex.jail_preloads.append((self.key, tuple(preload)))
+        if self.heavy:
+            log.info("sandbox: heavy jail (hash seed %d) preloading %s", self.hash_seed, preload)
         self.queue({"workdir": workdir, "preload": preload})
 
     def stop(self) -> None:

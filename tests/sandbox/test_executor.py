@@ -103,6 +103,7 @@ def test_unsafe_mode_warns_every_time(sandbox_settings, capsys):
         ("runtime_dir", "relative/dir", "must be an absolute path"),
         ("preload", ["os; rm"], "is not a module name"),
         ("max_output_bytes", 1 << 30, "64 MiB"),
+        ("heavy_preload_scope", "some", "heavy_preload_scope"),
         ("unknown_key", 1, "unknown_key"),
     ],
 )
