@@ -78,7 +78,7 @@ class PublisherResource(dg.ConfigurableResource):
 class LocalFolderPublisher(PublisherResource):
     """Writes the Hub repo's layout into a folder; `datasets.load_dataset(folder, cfg)` reads it.
 
-    `path` may also be an object-storage URL (`s3://bucket/prefix/published`): every file is
+    `settings.local_dir` may also be an object-storage URL (`s3://bucket/prefix/published`): every file is
     then one PUT and the lock a lease object (`codeio_dagster.storage`).
     """
 
@@ -132,7 +132,7 @@ def publisher_from_settings(
     """The publisher for `settings.target`, configured with the whole section; pass
     `token=dg.EnvVar("HF_TOKEN")` for the Hub (a local folder needs none and keeps none)."""
     if settings.target == "hub":
-        from codeio_dagster.publish.hub import HubPublisher
+        from codeio_dagster.publish.hub import HubPublisher  # hub.py builds on this module
 
         return HubPublisher(settings=settings, token=token)
     return LocalFolderPublisher(settings=settings)
