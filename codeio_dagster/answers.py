@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeio_dagster.markdown import code_blocks
+from codeio_dagster.sandbox.values import nested_deeper
 
 # Bounds on what one reply can cost: only its last MAX_REPLY_CHARS are read (a reply is at most
 # max_tokens long, a few tens of thousands of characters in practice), and an answer nested
@@ -148,20 +149,6 @@ def _json(text: str) -> Any:
         raise _NotJson(str(exc)) from exc
 
 
-def _depth_over(value: Any, limit: int) -> bool:
-    """Whether `value` nests containers deeper than `limit` (iterative: any depth is safe)."""
-    stack = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, dict):
-            v = list(v.values())
-        if isinstance(v, list):
-            if depth > limit:
-                return True
-            stack.extend((item, depth + 1) for item in v)
-    return False
-
-
 def extract_answer(text: str | None, key: str) -> Extraction:
     """The value under `key` in the reply's final JSON answer (see module docstring).
 
@@ -216,7 +203,7 @@ def extract_answer(text: str | None, key: str) -> Extraction:
         return Extraction("parse_error", detail=detail)
 
     value, method = found
-    if _depth_over(value, MAX_ANSWER_DEPTH):
+    if nested_deeper(value, MAX_ANSWER_DEPTH):
         return Extraction(
             "parse_error",
             detail=f"the answer nests deeper than {MAX_ANSWER_DEPTH} levels",

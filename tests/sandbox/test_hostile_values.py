@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-import polars as pl
 import pytest
 
 from codeio_dagster.assets.io_pairs import io_pairs
@@ -29,6 +28,7 @@ from codeio_dagster.models import (
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox.resources import NsjailSandbox
+from tests.sandbox.records import input_task, reply, stand_in, unified_function
 
 # Deeper than any decoder on either side of the pipe reads.
 DEPTH = 5000
@@ -87,27 +87,8 @@ FUNCTIONS = {
 
 def _function(fid: str, code: str) -> UnifiedFunctionRecord:
     reference, _, generator = code.partition("def input_generator")
-    return UnifiedFunctionRecord(
-        function_id=fid,
-        file_id=f"file-{fid}",
-        shard="s1",
-        status="ok",
-        detail=None,
-        reference_code="import random\n" + reference,
-        io_description="n (int) -> something",
-        input_generator=f"def input_generator{generator}" if generator else GEN,
-        problem_statement="Do it.",
-        request_hash=None,
-        model=None,
-    )
-
-
-def stand_in(name: str, frame: pl.DataFrame) -> dg.AssetsDefinition:
-    @dg.asset(name=name, partitions_def=shards)
-    def _asset() -> pl.DataFrame:
-        return frame
-
-    return _asset
+    generator = f"def input_generator{generator}" if generator else GEN
+    return unified_function(fid, "import random\n" + reference, generator)
 
 
 @pytest.fixture(scope="module")
@@ -214,45 +195,11 @@ def test_verdicts_judges_a_run_whose_reply_is_too_deep_as_that_rows_exec_error(
     codes = {"forged": forged, "huge": FUNCTIONS["huge"], "fine": FUNCTIONS["fine"]}
     functions = to_frame([_function(f, c) for f, c in codes.items()], UnifiedFunctionRecord)
     tasks = to_frame(
-        [
-            PredictionTaskRecord(
-                task_id=f"t-{fid}",
-                function_id=fid,
-                shard="s1",
-                kind="input_prediction",
-                pair_index=0,
-                given="2",
-                expected='{"n": 1}',
-                prompt="Predict an input.",
-                status="ok",
-                detail=None,
-            )
-            for fid in codes
-        ],
+        [input_task(f"t-{fid}", fid, given="2", expected='{"n": 1}') for fid in codes],
         PredictionTaskRecord,
     )
-    replies = to_frame(
-        [
-            ResponseRecord(
-                task_id=f"t-{fid}",
-                shard="s1",
-                turn=0,
-                messages="[]",
-                content='```json\n{"input": {"n": 1}}\n```',
-                status="ok",
-                finish_reason="stop",
-                error=None,
-                prompt_tokens=1,
-                completion_tokens=1,
-                cost_usd=0.0,
-                cached=False,
-                request_hash="h",
-                model="m",
-            )
-            for fid in codes
-        ],
-        ResponseRecord,
-    )
+    content = '```json\n{"input": {"n": 1}}\n```'
+    replies = to_frame([reply(f"t-{fid}", content) for fid in codes], ResponseRecord)
     result = _materialize(
         [
             stand_in("responses", replies),

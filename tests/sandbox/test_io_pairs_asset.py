@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-import polars as pl
 import pytest
 
 from codeio_dagster.assets.io_pairs import io_pairs
@@ -21,6 +20,7 @@ from codeio_dagster.models import UnifiedFunctionRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox.resources import NsjailSandbox
+from tests.sandbox.records import stand_in, unified_function
 
 GEN = "def input_generator():\n    return {'n': random.randint(0, 10**6)}\n"
 
@@ -76,19 +76,8 @@ FUNCTIONS = {
 
 def _function(fid: str, code: str) -> UnifiedFunctionRecord:
     reference, _, generator = code.partition("def input_generator")
-    return UnifiedFunctionRecord(
-        function_id=fid,
-        file_id=f"file-{fid}",
-        shard="s1",
-        status="ok",
-        detail=None,
-        reference_code=reference,
-        io_description="n (int) -> something",
-        input_generator=f"def input_generator{generator}" if generator else GEN,
-        problem_statement="Do it.",
-        request_hash=None,
-        model=None,
-    )
+    generator = f"def input_generator{generator}" if generator else GEN
+    return unified_function(fid, reference, generator)
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +92,13 @@ def runs(sandbox_settings, tmp_path_factory):
     )
     functions = to_frame([_function(f, c) for f, c in FUNCTIONS.items()], UnifiedFunctionRecord)
 
-    @dg.asset(name="unified_functions", partitions_def=shards)
-    def stand_in() -> pl.DataFrame:
-        return functions
-
     sandbox = NsjailSandbox(settings={"workers": 2, "timeout_s": 5.0})
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(shards.name, ["s1"])
     results = []
     for _ in range(3):
         result = dg.materialize(
-            [stand_in, io_pairs],
+            [stand_in("unified_functions", functions), io_pairs],
             partition_key="s1",
             instance=instance,
             resources={

@@ -10,6 +10,7 @@ from codeio_dagster.models import PredictionTaskRecord, ResponseRecord, to_frame
 from codeio_dagster.sandbox import FunctionSpec, IOPairLimits, Job, generate_io_pairs
 from codeio_dagster.tasks import InputPrediction
 from codeio_dagster.verify import judge
+from tests.sandbox.records import input_task, reply
 
 GOOD = """
 import random
@@ -182,38 +183,9 @@ def test_seeding_is_reproducible_per_function_and_draw(executor, outcomes):
 
 def _judge_inputs(executor, code: str, given: str, predictions: dict) -> dict:
     """Input-prediction replies judged the way the verdicts asset judges them."""
-    tasks = [
-        PredictionTaskRecord(
-            task_id=tid,
-            function_id="f",
-            shard="s",
-            kind="input_prediction",
-            pair_index=0,
-            given=given,
-            expected="{}",
-            prompt="p",
-            status="ok",
-            detail=None,
-        )
-        for tid in predictions
-    ]
+    tasks = [input_task(tid, "f", given=given, expected="{}") for tid in predictions]
     replies = [
-        ResponseRecord(
-            task_id=tid,
-            shard="s",
-            turn=0,
-            messages="[]",
-            content=f"```json\n{json.dumps({'input': value})}\n```",
-            status="ok",
-            finish_reason="stop",
-            error=None,
-            prompt_tokens=1,
-            completion_tokens=1,
-            cost_usd=0.0,
-            cached=False,
-            request_hash="h",
-            model="m",
-        )
+        reply(tid, f"```json\n{json.dumps({'input': value})}\n```")
         for tid, value in predictions.items()
     ]
 

@@ -8,7 +8,6 @@ the revision prompt (and so sent a new LLM request) on every rerun; the stored r
 from __future__ import annotations
 
 import dagster as dg
-import polars as pl
 
 from codeio_dagster.assets.verdicts import build_verdicts
 from codeio_dagster.config import load_config
@@ -21,16 +20,9 @@ from codeio_dagster.models import (
 from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox.resources import NsjailSandbox
+from tests.sandbox.records import input_task, reply, stand_in, unified_function
 
 CLOCK = "import time\n\ndef main_solution(n):\n    return time.perf_counter_ns() + n\n"
-
-
-def stand_in(name: str, frame: pl.DataFrame) -> dg.AssetsDefinition:
-    @dg.asset(name=name, partitions_def=shards)
-    def _asset() -> pl.DataFrame:
-        return frame
-
-    return _asset
 
 
 def test_feedback_quotes_the_stored_run_on_every_rerun(sandbox_settings, tmp_path):
@@ -40,49 +32,11 @@ def test_feedback_quotes_the_stored_run_on_every_rerun(sandbox_settings, tmp_pat
         "sources:\n  - {name: t, kind: folder, options: {path: corpus}}\n"
         f"data_dir: {tmp_path / 'data'}\n"
     )
-    task = PredictionTaskRecord(
-        task_id="t1",
-        function_id="f1",
-        shard="s1",
-        kind="input_prediction",
-        pair_index=0,
-        given="0",
-        expected='{"n": 0}',
-        prompt="Predict an input.",
-        status="ok",
-        detail=None,
-    )
-    reply = ResponseRecord(
-        task_id="t1",
-        shard="s1",
-        turn=0,
-        messages="[]",
-        content='```json\n{"input": {"n": 1}}\n```',
-        status="ok",
-        finish_reason="stop",
-        error=None,
-        prompt_tokens=1,
-        completion_tokens=1,
-        cost_usd=0.0,
-        cached=False,
-        request_hash="h",
-        model="m",
-    )
-    function = UnifiedFunctionRecord(
-        function_id="f1",
-        file_id="file-f1",
-        shard="s1",
-        status="ok",
-        detail=None,
-        reference_code=CLOCK,
-        io_description="n -> clock",
-        input_generator="def input_generator():\n    return {'n': 0}\n",
-        problem_statement="Read the clock.",
-        request_hash=None,
-        model=None,
-    )
+    task = input_task("t1", "f1", given="0", expected='{"n": 0}')
+    response = reply("t1", '```json\n{"input": {"n": 1}}\n```')
+    function = unified_function("f1", CLOCK, "def input_generator():\n    return {'n': 0}\n")
     assets = [
-        stand_in("responses", to_frame([reply], ResponseRecord)),
+        stand_in("responses", to_frame([response], ResponseRecord)),
         stand_in("prediction_tasks", to_frame([task], PredictionTaskRecord)),
         stand_in("unified_functions", to_frame([function], UnifiedFunctionRecord)),
         build_verdicts(0),
