@@ -10,6 +10,7 @@ from codeio_dagster.partitions import shards
 from codeio_dagster.resources import CodeioResource
 from codeio_dagster.sandbox import FunctionSpec, combine_for_sandbox, generate_io_pairs
 from codeio_dagster.sandbox.cache import open_result_cache
+from codeio_dagster.sandbox.given_pairs import GivenPairs, verify_given_pairs
 from codeio_dagster.sandbox.resources import SandboxResource
 
 
@@ -25,18 +26,26 @@ def io_pairs(
     sandbox: SandboxResource,
     unified_functions: pl.DataFrame,
 ):
-    """Input/output pairs from running each generator and function in the sandbox."""
+    """Input/output pairs from running each generator and function in the sandbox; the pairs
+    an imported function came with (and no generator) are run again to verify them."""
     functions = unified_functions.filter(pl.col("status") == "ok")
+    has_generator = pl.col("input_generator").is_not_null()
     specs = [
         FunctionSpec(
             id=row["function_id"],
             code=combine_for_sandbox(row["reference_code"], row["input_generator"]),
         )
-        for row in functions.iter_rows(named=True)
+        for row in functions.filter(has_generator).iter_rows(named=True)
+    ]
+    given = [
+        GivenPairs(id=row["function_id"], code=row["reference_code"], pairs=row["ios"] or [])
+        for row in functions.filter(~has_generator).iter_rows(named=True)
     ]
     with sandbox.executor() as executor, open_result_cache(codeio.config.data_dir) as cache:
         executor.progress = context.asset_key.to_user_string()
         outcomes = generate_io_pairs(executor, specs, codeio.config.io_pairs, cache=cache)
+        if given:
+            outcomes += verify_given_pairs(executor, given, codeio.config.io_pairs, cache=cache)
     records = [
         IOPairsRecord(
             function_id=o.function_id,

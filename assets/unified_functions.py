@@ -5,13 +5,15 @@ import polars as pl
 
 from codeio_dagster.assets.checks import check_specs, checked
 from codeio_dagster.dedup import DedupIndexStore, drop_near_duplicates
-from codeio_dagster.llm import ChatRequest, LLMResource
+from codeio_dagster.imported import IMPORT_VERSION, import_function
+from codeio_dagster.llm import ChatRequest, LLMResource, LLMStats
 from codeio_dagster.metadata import example_errors, funnel, llm_metadata, stage_metadata
-from codeio_dagster.models import UnifiedFunctionRecord, to_frame
+from codeio_dagster.models import IOPairRecord, UnifiedFunctionRecord, to_frame
 from codeio_dagster.partitions import shards
 from codeio_dagster.refactor import build_refactor_messages, parse_refactor_reply
 from codeio_dagster.request_failures import fail_if_too_many_failed
 from codeio_dagster.resources import CodeioResource
+from codeio_dagster.sources.unified import FORMAT_KEY, UNIFIED
 
 
 @dg.asset(
@@ -26,8 +28,17 @@ def unified_functions(
     llm: LLMResource,
     raw_code: pl.DataFrame,
 ):
-    """Raw files refactored by the LLM into the unified format (code, I/O, generator, query)."""
-    files = raw_code.filter(pl.col("status") == "ok")
+    """Raw files refactored by the LLM into the unified format (code, I/O, generator, query);
+    rows of a `unified` source are imported as they are, without an LLM request."""
+    readable = raw_code.filter(pl.col("status") == "ok")
+    # Marked by the source that landed them (sources/unified.py), so a row's text alone never
+    # decides that it skips the refactor.
+    is_imported = pl.col("origin").str.json_path_match(f"$.{FORMAT_KEY}") == UNIFIED
+    imported = readable.filter(is_imported.fill_null(False))
+    files = readable.filter(~is_imported.fill_null(False))
+    records = [
+        _imported_record(row, context.partition_key) for row in imported.iter_rows(named=True)
+    ]
     params = codeio.config.stages.refactor
     requests = [
         ChatRequest(
@@ -35,13 +46,15 @@ def unified_functions(
         )
         for row in files.iter_rows(named=True)
     ]
-    outcomes, stats = llm.complete_many(
-        requests, progress=context.asset_key.to_user_string(), log=context.log
-    )
+    if requests:
+        outcomes, stats = llm.complete_many(
+            requests, progress=context.asset_key.to_user_string(), log=context.log
+        )
+    else:  # a shard of imported functions sends no request (and starts no local model)
+        outcomes, stats = [], LLMStats()
     failures = fail_if_too_many_failed(
         context.asset_key.to_user_string(), outcomes, codeio.config.llm.max_failure_rate
     )
-    records = []
     for row, outcome in zip(files.iter_rows(named=True), outcomes, strict=True):
         function_id = hashlib.sha256(
             f"{row['file_id']}:{outcome.request_hash}".encode()
@@ -87,15 +100,46 @@ def unified_functions(
             threshold=dedup.threshold,
             num_perm=dedup.num_perm,
         )
+    llm_meta = (
+        llm_metadata(llm, frame.filter(~pl.col("imported")))
+        if requests
+        else {"model": "none (imported functions)", "backend": "none"}
+    )
     yield from checked(
         context,
         frame,
         stage_metadata(
-            funnel(files.height, frame),
+            funnel(readable.height, frame),
             sample=frame.filter(pl.col("status") == "ok"),
             sample_columns=["function_id", "problem_statement"],
             examples=example_errors(frame, "detail"),
-            extra={**llm_metadata(llm, frame), **stats.as_metadata(), **failures},
+            extra={
+                "imported": imported.height,
+                **llm_meta,
+                **stats.as_metadata(),
+                **failures,
+            },
         ),
         codeio.config,
+    )
+
+
+def _imported_record(row: dict, shard: str) -> UnifiedFunctionRecord:
+    """The record of one row a `unified` source landed: checked and normalised, no LLM."""
+    result = import_function(row["content"])
+    function_id = hashlib.sha256(f"{row['file_id']}:{IMPORT_VERSION}".encode()).hexdigest()[:16]
+    return UnifiedFunctionRecord(
+        function_id=function_id,
+        file_id=row["file_id"],
+        shard=shard,
+        status=result.status,
+        detail=result.detail,
+        reference_code=result.reference_code,
+        io_description=result.io_description,
+        input_generator=result.input_generator,
+        problem_statement=result.problem_statement,
+        request_hash=None,
+        model=None,
+        imported=True,
+        ios=[IOPairRecord(**pair) for pair in result.ios] if result.status == "ok" else [],
     )

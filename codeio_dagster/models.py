@@ -49,8 +49,14 @@ class RawFileRecord(Record):
     detail: str | None = None  # why it was rejected, e.g. "line 3: not JSON (...)"
 
 
+class IOPairRecord(Record):
+    input: str  # canonical JSON of the kwargs dict
+    output: str  # canonical JSON of the return value
+
+
 class UnifiedFunctionRecord(Record):
-    """A raw file refactored by the LLM into the unified format, or why it was not."""
+    """A raw file refactored by the LLM into the unified format, or a function imported in it
+    (from a `unified` source, without an LLM request), or why it was not."""
 
     function_id: str
     file_id: str
@@ -64,11 +70,8 @@ class UnifiedFunctionRecord(Record):
     request_hash: str | None
     model: str | None
     duplicate_of: str | None = None  # the function this one nearly copies (near_duplicate)
-
-
-class IOPairRecord(Record):
-    input: str  # canonical JSON of the kwargs dict
-    output: str  # canonical JSON of the return value
+    imported: bool = False  # came in the unified format from a source: no LLM request
+    ios: list[IOPairRecord] = []  # pairs it came with; io_pairs re-runs them without a generator
 
 
 class IOPairsRecord(Record):
@@ -172,7 +175,7 @@ class UnifiedDatasetRow(Record):
     problem_statement: str
     io_description: str
     reference_code: str
-    input_generator: str
+    input_generator: str | None  # None: imported with I/O pairs and no generator
     pairs: list[IOPairRecord]
 
 

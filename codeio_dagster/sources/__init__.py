@@ -5,15 +5,28 @@ from codeio_dagster.sources.files import FolderSource, JsonlSource, ParquetSourc
 
 
 def __getattr__(name: str):
-    # The Hub source needs huggingface_hub; import it only when asked for.
+    # The Hub sources need huggingface_hub; import them only when asked for.
     if name == "HubSource":
         from codeio_dagster.sources.hub import HubSource
 
         return HubSource
+    if name in ("UnifiedSource", "UnifiedHubSource"):
+        from codeio_dagster.sources import unified
+
+        return getattr(unified, name)
     raise AttributeError(name)
 
 
-__all__ = ["FolderSource", "JsonlSource", "ParquetSource", "RawFile", "Source", "SourceOptions"]
+__all__ = [
+    "FolderSource",
+    "JsonlSource",
+    "ParquetSource",
+    "RawFile",
+    "Source",
+    "SourceOptions",
+    "UnifiedHubSource",
+    "UnifiedSource",
+]
 
 
 def build_source(config, *, plugin_modules: list[str] = ()) -> Source:

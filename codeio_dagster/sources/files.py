@@ -264,7 +264,7 @@ class _TableSource(Source):
         raise NotImplementedError
 
     def _table_files(self, key: str, path: str, start: tuple[int, ...] | None) -> Iterator[RawFile]:
-        column, path_column = self.options.content_column, self.options.path_column
+        path_column = self.options.path_column
         # A read that finds no new row leaves the position where it started.
         self._at[key] = (path, start or self.start)
         for (index, row, problem), at in self._rows(path, start):
@@ -279,21 +279,25 @@ class _TableSource(Source):
                     name = json.dumps(name, default=str)
                 origin.update({k: v for k, v in row.items() if k in ("repo_name", "blob_id") and v})
             here = row_path(key, index, name)
-            if problem is None and column not in row:
-                problem = (
-                    "bad_row",
-                    f"{self._where(index)}: no column {column!r} (set `content_column`; "
-                    f"columns are {sorted(row)[:20]})",
-                    None,
-                )
             if problem is not None:
                 reason, detail, size = problem
                 yield rejection(here, reason, detail, origin, size=size)
                 continue
-            raw = raw_file(here, row[column], origin)
-            if raw.rejected:
-                raw = rejection(here, raw.rejected, f"{self._where(index)}: {raw.detail}", origin)
-            yield raw
+            yield self._row_file(here, self._where(index), row, origin)
+
+    def _row_file(self, here: str, where: str, row: dict[str, Any], origin: dict) -> RawFile:
+        """The raw file of one readable row (a subclass lands rows in another form)."""
+        column = self.options.content_column
+        if column not in row:
+            detail = (
+                f"{where}: no column {column!r} (set `content_column`; "
+                f"columns are {sorted(row)[:20]})"
+            )
+            return rejection(here, "bad_row", detail, origin)
+        raw = raw_file(here, row[column], origin)
+        if raw.rejected:
+            raw = rejection(here, raw.rejected, f"{where}: {raw.detail}", origin)
+        return raw
 
     def _where(self, index: int) -> str:
         return f"row {index}"
@@ -430,11 +434,28 @@ class ParquetSource(_TableSource):
         # Slices of a lazy scan read only the row groups they need and hold no file open
         # between batches, so a source abandoned mid-table (a tick's shard budget) leaks nothing.
         table = pl.scan_parquet(path)
-        schema = table.collect_schema()
+        selected = self._select(Path(path).name, table.collect_schema())
+        total = table.select(pl.len()).collect().item()
+        first = start[0] if start else 0
+        for offset in range(first, total, _PARQUET_BATCH):
+            batch = table.slice(offset, _PARQUET_BATCH).select(selected).collect()
+            for index, row in enumerate(batch.iter_rows(named=True), start=offset):
+                problem = None
+                if (size := row.get(_SIZE)) is not None:
+                    detail = (
+                        f"row {index}: {size} bytes, over shards.max_file_bytes={self.max_bytes}"
+                    )
+                    problem = ("oversized", detail, size)
+                yield (index, row, problem), (index + 1,)
+
+    def _select(self, name: str, schema) -> list:
+        """The columns a row needs, as polars expressions; content over the bound left out."""
+        import polars as pl
+
         column = self.options.content_column
         if column not in schema:
             raise ValueError(
-                f"{self.name} source: {Path(path).name} has no column {column!r}"
+                f"{self.name} source: {name} has no column {column!r}"
                 f" (set `content_column`; columns are {schema.names()})"
             )
         wanted = [c for c in (self.options.path_column, "repo_name", "blob_id") if c in schema]
@@ -451,15 +472,4 @@ class ParquetSource(_TableSource):
                 pl.when(over).then(None).otherwise(pl.col(column)).alias(column),
                 pl.when(over).then(size).alias(_SIZE),
             ]
-        total = table.select(pl.len()).collect().item()
-        first = start[0] if start else 0
-        for offset in range(first, total, _PARQUET_BATCH):
-            batch = table.slice(offset, _PARQUET_BATCH).select(selected).collect()
-            for index, row in enumerate(batch.iter_rows(named=True), start=offset):
-                problem = None
-                if (size := row.get(_SIZE)) is not None:
-                    detail = (
-                        f"row {index}: {size} bytes, over shards.max_file_bytes={self.max_bytes}"
-                    )
-                    problem = ("oversized", detail, size)
-                yield (index, row, problem), (index + 1,)
+        return selected

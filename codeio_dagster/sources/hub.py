@@ -24,14 +24,12 @@ _SHA = re.compile(r"[0-9a-f]{40}")
 _READABLE = (".parquet", ".jsonl", ".ndjson")
 
 
-class HubSourceOptions(SourceOptions):
-    """A dataset repo, the revision to pin, which files and which columns hold path and code."""
+class HubRepoOptions(SourceOptions):
+    """A dataset repo, the revision to pin and which files to read."""
 
     repo_id: str
     revision: str = "main"
     files: str = "**/*.parquet"
-    content_column: str = "content"
-    path_column: str = "path"
     endpoint: str | None = None
     cache_dir: str | None = None
 
@@ -48,6 +46,13 @@ class HubSourceOptions(SourceOptions):
         return value
 
 
+class HubSourceOptions(HubRepoOptions):
+    """A dataset repo, the revision to pin, which files and which columns hold path and code."""
+
+    content_column: str = "content"
+    path_column: str = "path"
+
+
 class HubSource(Source):
     """Each row of the matched files is one raw file; a branch is resolved to its commit once."""
 
@@ -60,7 +65,7 @@ class HubSource(Source):
 
     @property
     def opts(self) -> HubSourceOptions:
-        assert isinstance(self.options, HubSourceOptions)
+        assert isinstance(self.options, HubRepoOptions)
         return self.options
 
     def _api(self):
@@ -111,13 +116,17 @@ class HubSource(Source):
         return units
 
     def unit_files(self, key: str) -> Iterator[RawFile]:
-        import polars as pl
-
         api, sha, opts = self._api(), self.resolved_revision(), self.opts
         local = api.hf_hub_download(
             opts.repo_id, key, repo_type="dataset", revision=sha, cache_dir=opts.cache_dir
         )
-        frame = _read(Path(local), key)
+        yield from self._frame_files(key, sha, _read(Path(local), key))
+
+    def _frame_files(self, key: str, sha: str, frame) -> Iterator[RawFile]:
+        """The raw files of one downloaded table (a subclass lands rows in another form)."""
+        import polars as pl
+
+        opts = self.opts
         missing = [c for c in (opts.path_column, opts.content_column) if c not in frame.columns]
         if missing:
             raise KeyError(

@@ -166,7 +166,7 @@ SOURCE = "sources:\n  - {{name: demo, kind: {kind}, options: {options}}}\n"
             "{path: corpus}",
             [
                 "sources[0].kind = 'foldr': unknown source kind; expected one of: "
-                "folder, hub, jsonl, parquet"
+                "folder, hub, jsonl, parquet, unified, unified_hub"
             ],
         ),
         (
