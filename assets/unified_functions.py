@@ -13,7 +13,7 @@ from codeio_dagster.partitions import shards
 from codeio_dagster.refactor import build_refactor_messages, parse_refactor_reply
 from codeio_dagster.request_failures import fail_if_too_many_failed
 from codeio_dagster.resources import CodeioResource
-from codeio_dagster.sources.unified import FORMAT_KEY, UNIFIED
+from codeio_dagster.sources.base import FORMAT_KEY, UNIFIED
 
 
 @dg.asset(

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from codeio_dagster.sandbox.cache import ResultCache
-from codeio_dagster.sandbox.executor import Executor, Job
+from codeio_dagster.sandbox.executor import Executor
 from codeio_dagster.sandbox.iopairs import IOPair, IOPairOutcome
+from codeio_dagster.sandbox.jobs import Job
 from codeio_dagster.sandbox.settings import IOPairLimits
 from codeio_dagster.sandbox.values import json_stats, outputs_equal
 

@@ -10,6 +10,11 @@ from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+# The origin key and value that mark a landed row as a function in the unified format, which
+# unified_functions imports without an LLM request (set by sources/unified.py; a plugin may too).
+FORMAT_KEY = "format"
+UNIFIED = "unified"
+
 
 class SourceOptions(BaseModel):
     """Options of a source, validated from the `sources:` entries of codeio.yaml."""

@@ -19,13 +19,18 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from codeio_dagster.sources.base import RawFile, Source, SourceOptions, Unit, rejection, row_path
+from codeio_dagster.sources.base import (
+    FORMAT_KEY,
+    UNIFIED,
+    RawFile,
+    Source,
+    SourceOptions,
+    Unit,
+    rejection,
+    row_path,
+)
 from codeio_dagster.sources.files import JsonlSource, ParquetSource, _parse_line
 from codeio_dagster.sources.hub import HubRepoOptions, HubSource, _read
-
-# The origin key and value that mark a landed row as a unified record (read by unified_functions).
-FORMAT_KEY = "format"
-UNIFIED = "unified"
 
 
 def _identifier(value: str, key: str) -> str:
