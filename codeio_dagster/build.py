@@ -151,7 +151,7 @@ def build(
     from codeio_dagster.landing import Landing
     from codeio_dagster.partitions import add_missing_shards
     from codeio_dagster.shards import land_new_shards
-    from codeio_dagster.versions import stale_assets
+    from codeio_dagster.versions import stale_by_shard
 
     instance = dg.DagsterInstance.get()
     announce_telemetry(instance, home)
@@ -173,8 +173,9 @@ def build(
     # What the UI would mark stale: missing, or older than the code, config or inputs.
     graph = build_assets(config)
     todo: dict[str, list] = {}
-    for shard in list(dict.fromkeys(shards)) or names:
-        stale = stale_assets(instance, graph, shard)
+    for shard, stale in stale_by_shard(
+        instance, graph, list(dict.fromkeys(shards)) or names
+    ).items():
         if stale:
             todo[shard] = stale
         else:

@@ -8,7 +8,7 @@ reported is an error, never a zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from codeio_dagster.turns import responses_name, verdicts_name
@@ -124,19 +124,34 @@ def metadata_values(metadata: Mapping[str, Any]) -> dict[str, Any]:
 def stage_reports(instance, stages: Iterable[str], partition: str) -> dict[str, dict[str, Any]]:
     """The latest materialisation metadata of each stage for one shard, read from the instance
     in one question for the shard (stages that never materialised the shard are left out)."""
+    return stage_reports_by_shard(instance, stages, [partition])[partition]
+
+
+def stage_reports_by_shard(
+    instance, stages: Iterable[str], partitions: Sequence[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """`stage_reports` of many shards, asked for many shards at a time."""
     import dagster as dg
 
-    from codeio_dagster.versions import latest_materializations
+    from codeio_dagster.versions import latest_by_shard
 
     keys = {dg.AssetKey(stage): stage for stage in stages}
-    latest = latest_materializations(instance, partition, keys)
     return {
-        keys[key]: metadata_values(record.asset_materialization.metadata)
-        for key, record in latest.items()
-        if record.asset_materialization is not None
+        partition: {
+            keys[key]: metadata_values(record.asset_materialization.metadata)
+            for key, record in latest.items()
+            if record.asset_materialization is not None
+        }
+        for partition, latest in latest_by_shard(instance, partitions, keys).items()
     }
 
 
 def shard_funnel(instance, partition: str, turns: int) -> dict[str, int]:
     """The funnel of one shard as its stages reported it to the Dagster instance."""
     return compute_funnel(stage_reports(instance, funnel_stages(turns), partition), turns)
+
+
+def shard_funnels(instance, partitions: Sequence[str], turns: int) -> dict[str, dict[str, int]]:
+    """The funnel of each shard, read with a few questions for many shards."""
+    reports = stage_reports_by_shard(instance, funnel_stages(turns), partitions)
+    return {p: compute_funnel(reports[p], turns) for p in partitions}

@@ -141,13 +141,26 @@ def latest_materializations(
     """The latest materialisation record of each of `keys` for one shard, from one question to the
     event log for the shard's materialisations (newest first, paged) and one for wipe times,
     instead of one question per asset and per fact, so a shard's cost stays a few queries."""
-    return _shard_records(instance, partition_key, keys)[0]
+    return latest_by_shard(instance, [partition_key], keys)[partition_key]
+
+
+def latest_by_shard(
+    instance: dg.DagsterInstance, partition_keys: Sequence[str], keys: Iterable[dg.AssetKey]
+) -> dict[str, dict[dg.AssetKey, Any]]:
+    """`latest_materializations` of many shards, asked in chunks of `SHARDS_PER_QUERY` shards."""
+    keys = list(keys)
+    out: dict[str, dict[dg.AssetKey, Any]] = {}
+    for i in range(0, len(partition_keys), SHARDS_PER_QUERY):
+        chunk = partition_keys[i : i + SHARDS_PER_QUERY]
+        out.update(_shard_records(instance, chunk, keys)[0])
+    return out
 
 
 def _shard_records(
-    instance: dg.DagsterInstance, partition_key: str, keys: Iterable[dg.AssetKey]
-) -> tuple[dict[dg.AssetKey, Any], dict[int, Any]]:
-    """`latest_materializations`, and every record read on the way by storage id."""
+    instance: dg.DagsterInstance, partition_keys: Sequence[str], keys: Iterable[dg.AssetKey]
+) -> tuple[dict[str, dict[dg.AssetKey, Any]], dict[int, Any]]:
+    """The latest record of each of `keys` per shard, and every record read on the way by
+    storage id (in memory: the history of these shards' materialisations)."""
     from dagster._core.event_api import EventRecordsFilter
 
     wanted = set(keys)
@@ -157,14 +170,15 @@ def _shard_records(
     for record in instance.get_asset_records(sorted(wanted, key=str)):
         details = record.asset_entry.asset_details
         since[record.asset_entry.asset_key] = (details and details.last_wipe_timestamp) or -1.0
-    found: dict[dg.AssetKey, Any] = {}
+    found: dict[str, dict[dg.AssetKey, Any]] = {p: {} for p in partition_keys}
+    missing = len(since) * len(found)
     seen: dict[int, Any] = {}
     cursor = None
     while True:
         page = instance.event_log_storage.get_event_records(
             EventRecordsFilter(
                 event_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
-                asset_partitions=[partition_key],
+                asset_partitions=list(found),
                 before_cursor=cursor,
             ),
             limit=_PAGE,
@@ -172,14 +186,21 @@ def _shard_records(
         )
         for record in page:
             seen[record.storage_id] = record
-            key = record.asset_key
-            if key in since and key not in found and record.timestamp > since[key]:
-                found[key] = record
-        if len(page) < _PAGE or found.keys() >= since.keys():
+            key, latest = record.asset_key, found.get(record.partition_key)
+            if (
+                latest is not None
+                and key in since
+                and key not in latest
+                and record.timestamp > since[key]
+            ):
+                latest[key] = record
+                missing -= 1
+        if len(page) < _PAGE or missing == 0:
             return found, seen
         cursor = page[-1].storage_id
 
 
+SHARDS_PER_QUERY = 100  # shards whose records are asked for (and held) together
 _PAGE = 1000
 
 
@@ -249,19 +270,37 @@ def stale_assets(
 ) -> list[dg.AssetKey]:
     """The assets of one shard that must run again, in dependency order: missing, or stale as
     the Dagster UI marks them (the code version differs from the one recorded at the last
-    materialisation, or an input has a new data version since), and everything downstream.
+    materialisation, or an input has a new data version since), and everything downstream."""
+    return stale_by_shard(instance, assets, [partition_key])[partition_key]
+
+
+def stale_by_shard(
+    instance: dg.DagsterInstance,
+    assets: Sequence[dg.AssetsDefinition | dg.AssetChecksDefinition],
+    partition_keys: Sequence[str],
+) -> dict[str, list[dg.AssetKey]]:
+    """`stale_assets` of each shard.
 
     For the project's graph (every asset partitioned by shard, one to one) the latest records
-    of the shard are fetched at once and Dagster's rules applied to them; any other graph goes
-    through Dagster's own resolver, which asks the event log several times per asset.
+    of up to `SHARDS_PER_QUERY` shards are fetched at once and Dagster's rules applied to them;
+    any other graph goes through Dagster's own resolver, which asks the event log several times
+    per asset and shard.
     """
     from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
     graph = AssetGraph.from_assets([a for a in assets if isinstance(a, dg.AssetsDefinition)])
     if not _one_partition_per_run(graph):
-        return _stale_by_resolver(instance, graph, partition_key)
-    latest, seen = _shard_records(instance, partition_key, graph.get_all_asset_keys())
+        return {p: _stale_by_resolver(instance, graph, p) for p in partition_keys}
+    out: dict[str, list[dg.AssetKey]] = {}
+    for i in range(0, len(partition_keys), SHARDS_PER_QUERY):
+        chunk = list(partition_keys[i : i + SHARDS_PER_QUERY])
+        latest, seen = _shard_records(instance, chunk, graph.get_all_asset_keys())
+        for partition_key in chunk:
+            out[partition_key] = _stale_in_shard(instance, graph, partition_key, latest, seen)
+    return out
 
+
+def _stale_in_shard(instance, graph, partition_key: str, latest, seen) -> list[dg.AssetKey]:
     def read(key: dg.AssetKey, storage_id: int):
         """The record of `key` an asset read (its latest at or before `storage_id`)."""
         record = seen.get(storage_id)
@@ -281,7 +320,7 @@ def stale_assets(
         node = graph.get(key)
         # Dagster marks only the asset whose code or input changed; what reads it becomes stale
         # once it is materialised again, so it is part of the work now.
-        if stale & set(node.parent_keys) or not _is_fresh(node, latest, read):
+        if stale & set(node.parent_keys) or not _is_fresh(node, latest[partition_key], read):
             stale.add(key)
     return [key for key in graph.toposorted_asset_keys if key in stale]
 

@@ -22,11 +22,13 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 from dagster_graphql.test.utils import execute_dagster_graphql
 
+from codeio_dagster.assets import build_assets
 from codeio_dagster.config import CONFIG_ENV, load_config
-from codeio_dagster.funnel import add_funnels, shard_funnel
+from codeio_dagster.funnel import add_funnels, shard_funnel, shard_funnels
 from codeio_dagster.landing import Landing
 from codeio_dagster.partitions import shards
 from codeio_dagster.shards import land_new_shards
+from codeio_dagster.versions import stale_by_shard
 
 pytestmark = pytest.mark.sandbox
 
@@ -149,3 +151,27 @@ def test_ui_backfill_over_shards_materialises_every_partition(
         "unified_rows": 3,
     }
     assert funnel["io_pairs"] >= 2 * 3
+
+    # Every shard's funnel and staleness come from two questions to the event log for all three
+    # shards (their materialisations, and the asset records for wipe times), as one shard's do.
+    asked: list[str] = []
+    storage = instance._event_storage
+
+    class Counted:
+        def __getattr__(self, name):
+            value = getattr(storage, name)
+            if name.startswith(("get_", "fetch_")) and callable(value):
+                asked.append(name)
+            return value
+
+    instance._event_storage = Counted()
+    try:
+        funnels = shard_funnels(instance, names, turns=1)
+        assert sorted(asked) == ["get_asset_records", "get_event_records"], asked
+        asked.clear()
+        stale = stale_by_shard(instance, build_assets(config), names)
+        assert sorted(asked) == ["get_asset_records", "get_event_records"], asked
+    finally:
+        instance._event_storage = storage
+    assert funnels == {n: shard_funnel(instance, n, turns=1) for n in names}
+    assert stale == dict.fromkeys(names, [])
