@@ -16,7 +16,9 @@ pipeline's, not a model's:
 `codeio demo` runs as its own process twice on the same shard (real nsjail, every limit as
 configured: one output- and one input-prediction task per function, one revision turn); the
 second run is the unchanged rerun. Printed: seconds per Dagster step (from the run's step
-stats), the whole process and seconds per raw file for both runs, the LLM requests each sent,
+stats), the whole process split into phases by its output lines (start, landing and stale check,
+code location, run submitted, dequeued, run process start, steps, funnel) and seconds per raw
+file for both runs, the LLM requests each sent,
 then the cost of publishing one more shard to a local folder that already holds 100 and 1,000
 shards. Last line: `seconds_per_file=X rerun_share=Y` (rerun seconds / first-run seconds).
 
@@ -146,25 +148,68 @@ def write_project(root: Path, raw_rows: list[dict], base_url: str) -> Path:
     return path
 
 
+# Phases of a `codeio demo` process, each ending at the first output line matching its pattern.
+PHASES = [
+    ("start: imports, config, instance", r"\[codeio\] landing new raw code"),
+    ("landing, stale check", r"loading the code location|nothing was stale"),
+    ("code location (code server) loaded", r": launching a run of"),
+    ("run created and submitted", r"queued \(run"),
+    ("dequeued, run process started", r": run process started"),
+    ("run process to its first step", r": raw_code \.\.\.|: \w+ \.\.\.$"),
+    ("steps, to the run's end", r"\[codeio\] done in"),
+    ("funnel, process exit", r"$^"),  # to the end of the process
+]
+
+
 def run_demo(root: Path, config: Path, stub) -> dict:
-    env = {**os.environ, "DAGSTER_HOME": str(root / "dagster_home"), KEY_ENV: "not-a-secret"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        KEY_ENV: "not-a-secret",
+        "PYTHONUNBUFFERED": "1",
+    }
     before_requests = len(stub.requests)
     start = time.perf_counter()
-    proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "codeio"), "demo", "--config", str(config)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    # stderr goes to a file: a pipe nobody reads while stdout is followed could fill and block.
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "codeio"), "demo", "--config", str(config)],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        # Lines are timestamped as they arrive, to split the process's time into phases.
+        lines: list[tuple[float, str]] = []
+        for line in proc.stdout:
+            lines.append((time.perf_counter() - start, line.rstrip("\n")))
+        proc.wait()
+        errors.seek(0)
+        stderr = errors.read()
     seconds = time.perf_counter() - start
+    stdout = "\n".join(line for _, line in lines)
     if proc.returncode != 0:
-        sys.exit(f"codeio demo failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
+        sys.exit(f"codeio demo failed ({proc.returncode}):\n{stdout}\n{stderr[-4000:]}")
     return {
         "seconds": seconds,
         "requests": len(stub.requests) - before_requests,
-        "stdout": proc.stdout,
+        "stdout": stdout,
+        "phases": split_phases(lines, seconds),
     }
+
+
+def split_phases(lines: list[tuple[float, str]], seconds: float) -> dict[str, float]:
+    """Seconds of each phase in PHASES that the output shows (a rerun skips the run's)."""
+    phases, at, rest = {}, 0.0, lines
+    for name, pattern in PHASES:
+        hit = next((i for i, (_, text) in enumerate(rest) if re.search(pattern, text)), None)
+        if hit is None and name != PHASES[-1][0]:
+            continue
+        end = seconds if hit is None else rest[hit][0]
+        phases[name] = end - at
+        at, rest = end, rest[hit + 1 :] if hit is not None else rest
+    return phases
 
 
 def step_seconds(
@@ -254,6 +299,9 @@ def main() -> int:
                 print(f"  {step:<34} {seconds:8.2f} s")
             outside = result["seconds"] - sum(steps.values())
             print(f"  {'(outside steps: start, landing, runs)':<34} {outside:8.2f} s")
+            print("  the whole process by phase (from its output lines as they came):")
+            for phase, seconds in result["phases"].items():
+                print(f"    {phase:<38} {seconds:8.2f} s")
             print(
                 f"  whole process {result['seconds']:.2f} s, "
                 f"{result['seconds'] / len(shard_rows):.4f} s per raw file, "
