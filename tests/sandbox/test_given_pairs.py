@@ -130,3 +130,38 @@ def test_a_generator_taking_a_seeded_rng_runs_in_the_pair_harness(executor):
     for pair in first.pairs:
         kwargs = json.loads(pair.input)
         assert json.loads(pair.output) == sum(range(0, kwargs["n"], kwargs["step"]))
+
+
+def test_the_examples_pairs_reproduce_and_its_generator_draws(executor, project_root):
+    folder = project_root / "examples" / "unified"
+    given = []
+    for i, line in enumerate((folder / "released_style.jsonl").read_text().splitlines()):
+        row = json.loads(line)
+        record = {
+            "reference_code": row["refcode"],
+            "entry_function": row["funcname"],
+            "input_generator": None,
+            "problem_statement": row["problem_description"],
+            "io_description": row["io_requirements"],
+            "ios": [
+                {"input": json.dumps(p["input"]), "output": json.dumps(p["output"])}
+                for p in row["ios"]
+            ],
+        }
+        result = import_function(json.dumps(record))
+        given.append(GivenPairs(id=str(i), code=result.reference_code, pairs=result.ios))
+    for out, fn in zip(verify_given_pairs(executor, given), given, strict=True):
+        assert (out.status, len(out.pairs)) == ("ok", len(fn.pairs)), out.error
+    (row,) = map(json.loads, (folder / "generator_style.jsonl").read_text().splitlines())
+    record = GENERATOR_STYLE | {
+        "reference_code": row["code"],
+        "input_generator": row["generator"],
+        "problem_statement": row["question"],
+        "io_description": row["io"],
+    }
+    result = import_function(json.dumps(record))
+    spec = FunctionSpec(
+        id="gcd", code=combine_for_sandbox(result.reference_code, result.input_generator)
+    )
+    (out,) = generate_io_pairs(executor, [spec], IOPairLimits(max_generator_calls=30))
+    assert out.status == "ok" and len(out.pairs) >= 2, out.error
