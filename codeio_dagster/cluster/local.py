@@ -313,12 +313,21 @@ def ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[RayCluster]:
     """
     # Short: Ray's Unix socket paths under it must stay below the 108-byte limit.
     tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    # The head writes its address to $RAY_TMPDIR/ray/ray_current_cluster without creating the
+    # folder (the nodes' own temp_dir is `tmp` itself).
+    os.makedirs(os.path.join(tmp, "ray"))
     patient = {
         # Ray's startup waits (the dashboard's 60 s, a raylet's 30 s for its agents' ports) are
         # too short on a 2-core machine busy with other work; past them a node aborts.
         "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300",
         "RAY_agent_register_timeout_ms": "300000",
         "RAY_raylet_start_wait_time_s": "300",
+        # A process that joins with address 127.0.0.1:PORT (the dashboard agent's job manager
+        # among them) is redirected to the machine's interface address, where nothing listens.
+        # This switch (named for Windows and macOS, where it is off by default) makes Ray
+        # resolve "this node" to loopback instead; Python-API clusters are unaffected by its
+        # other effect, refusing `ray start --address` worker nodes.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
     saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", *patient)}
     os.environ["RAY_TMPDIR"] = tmp
