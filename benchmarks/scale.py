@@ -1,7 +1,4 @@
 """Cluster scale: the run launcher's overhead per shard against the shard's own work, and a
-
-NOT YET RUN to the end (issue 11): written this session, but no Ray node started on the
-loaded machine it was written on; running it and fixing what turns up is the next step.
 projection of the wall time for the paper's 810K raw files on 1, 8 and 64 nodes.
 
 On this machine, in one run: a local cluster (PostgreSQL, S3 via moto, a deterministic stub LLM,

@@ -73,19 +73,32 @@ class S3Server:
 
 
 @contextlib.contextmanager
-def moto_s3(log_dir: Path | None = None) -> Iterator[S3Server]:
-    """moto in server mode (a real S3 HTTP API) on 127.0.0.1, with one empty bucket."""
-    port = free_port()
-    log_path = Path(log_dir or tempfile.gettempdir()) / f"moto-{port}.log"
+def python_server(module: str, *args: str, port: int, what: str, log_dir: Path | None = None):
+    """`python -m module args...` in its own process group, logging to a file, until it
+    listens on 127.0.0.1:`port`; stopped (with all it started) when the block ends."""
+    log_path = Path(log_dir or tempfile.gettempdir()) / f"{module.rsplit('.', 1)[-1]}-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "codeio_dagster.cluster.local", "moto", str(port)],
+            [sys.executable, "-m", module, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
-        wait_port(port, proc, "moto_server")
+        wait_port(port, proc, what)
+        yield proc
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def moto_s3(log_dir: Path | None = None) -> Iterator[S3Server]:
+    """moto in server mode (a real S3 HTTP API) on 127.0.0.1, with one empty bucket."""
+    port = free_port()
+    with python_server(
+        "codeio_dagster.cluster.local", "moto", str(port), port=port, what="moto_server",
+        log_dir=log_dir,
+    ):  # fmt: skip
         server = S3Server(f"http://127.0.0.1:{port}", f"codeio-{uuid.uuid4().hex[:8]}")
         import boto3
 
@@ -98,8 +111,6 @@ def moto_s3(log_dir: Path | None = None) -> Iterator[S3Server]:
             region_name=env["AWS_REGION"],
         ).create_bucket(Bucket=server.bucket)
         yield server
-    finally:
-        stop(proc)
 
 
 def postgres_bin() -> Path | None:
@@ -212,19 +223,11 @@ class StubServer:
 def stub_llm(log_dir: Path | None = None) -> Iterator[StubServer]:
     """The deterministic OpenAI-compatible stub (`codeio_dagster.cluster.stub_llm`), own process."""
     port = free_port()
-    log_path = Path(log_dir or tempfile.gettempdir()) / f"stub-llm-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "codeio_dagster.cluster.stub_llm", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_port(port, proc, "stub LLM server")
+    with python_server(
+        "codeio_dagster.cluster.stub_llm", "--port", str(port), port=port,
+        what="stub LLM server", log_dir=log_dir,
+    ):  # fmt: skip
         yield StubServer(f"http://127.0.0.1:{port}/v1")
-    finally:
-        stop(proc)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,14 +136,15 @@ class LocalCluster:
 
     def launch(self, shard: str, tags: dict[str, str] | None = None) -> str:
         """One run of `codeio_job` for `shard`, queued like a sensor's or the UI's; its id."""
-        tags = json.dumps({"dagster/partition": shard, **(tags or {})})
-        out = self.dagster(
-            "job", "launch", "-w", str(self.workspace), "-j", "codeio_job", "--tags", tags
-        )
-        match = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", out)
-        if not match:
-            raise RuntimeError(f"no run id in: {out[-2000:]}")
-        return match.group(0)
+        # `dagster job launch` prints no run id: a tag of this launch's own finds the run.
+        launch_tag = {"codeio/launch": uuid.uuid4().hex}
+        tags = {"dagster/partition": shard, **(tags or {}), **launch_tag}
+        self.dagster(
+            "job", "launch", "-w", str(self.workspace), "-j", "codeio_job", "--tags",
+            json.dumps(tags),
+        )  # fmt: skip
+        (run,) = self.runs(launch_tag)
+        return run.run_id
 
     def runs(self, tags: dict[str, str]) -> list[Any]:
         from dagster import RunsFilter

@@ -1,10 +1,11 @@
-"""A deterministic OpenAI-compatible server for `make cluster-demo` and the cluster tests.
+"""A deterministic OpenAI-compatible server for `make cluster-demo`, the cluster and graph tests.
 
 It speaks the real chat-completions protocol on 127.0.0.1 so that runs on any Ray node reach it
 like a remote endpoint, and counts what it receives (`GET /stats`), so a test can prove that a
 rerun sends nothing. Replies: every file is refactored into one small function (the sum of a
 list); output predictions are wrong at turn 0 and right after feedback; input predictions are
-right. Every verdict path and the revision turn then have work, with no model on the machine.
+right; a file containing `kwarg_mismatch` gets a refactor whose every call raises. Every verdict
+path and the revision turn then have work, with no model on the machine.
 
 Run: python -m codeio_dagster.cluster.stub_llm --port 8000
 """
@@ -16,6 +17,7 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REFACTOR = """## Main Function
@@ -41,6 +43,10 @@ def input_generator():
 ## Problem Statement
 A cashier adds up the prices in a basket. Given the list `numbers` of prices, what is the total?
 """
+# A refactor whose main_solution does not take the generator's keyword: every call raises
+# TypeError, as some real refactors do (given for files that contain this marker).
+BROKEN_MARKER = "kwarg_mismatch"
+BROKEN_REFACTOR = REFACTOR.replace("def main_solution(numbers):", "def main_solution(values):")
 _JSON = re.compile(r"```json\n(.*?)\n```", re.S)
 
 
@@ -51,6 +57,8 @@ def _block_after(text: str, heading: str):
 def reply(messages: list[dict]) -> str:
     """The deterministic answer to one chat request."""
     prompt = next(m["content"] for m in messages if m["role"] == "user")
+    if BROKEN_MARKER in prompt and "## Given" not in prompt:
+        return BROKEN_REFACTOR
     turn = sum(m["role"] == "assistant" for m in messages)
     if "## Given input" in prompt:
         total = sum(_block_after(prompt, "## Given input")["numbers"])
@@ -63,10 +71,13 @@ def reply(messages: list[dict]) -> str:
 
 
 class StubLLM:
-    """The server, in a thread of this process; `requests` lists each request's sha256."""
+    """The server, in a thread of this process. `reply(messages)` gives each reply's content
+    (default: `reply`); an int instead is answered as that HTTP error status. `requests` holds
+    each request body, `hashes` each raw body's sha256 (what `GET /stats` returns)."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.requests: list[str] = []
+    def __init__(self, port: int = 0, reply: Callable[[list[dict]], str | int] = reply) -> None:
+        self.requests: list[dict] = []
+        self.hashes: list[str] = []
         self._lock = threading.Lock()
         outer = self
 
@@ -87,7 +98,7 @@ class StubLLM:
             def do_GET(self):
                 if self.path.rstrip("/") == "/stats":
                     with outer._lock:
-                        self._send(200, {"requests": list(outer.requests)})
+                        self._send(200, {"requests": list(outer.hashes)})
                 elif self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
                 else:
@@ -100,9 +111,13 @@ class StubLLM:
                     return
                 body = json.loads(raw)
                 with outer._lock:
-                    outer.requests.append(hashlib.sha256(raw).hexdigest())
+                    outer.requests.append(body)
+                    outer.hashes.append(hashlib.sha256(raw).hexdigest())
                     n = len(outer.requests)
                 content = reply(body["messages"])
+                if isinstance(content, int):
+                    self._send(content, {"error": {"message": "scripted failure"}})
+                    return
                 self._send(
                     200,
                     {

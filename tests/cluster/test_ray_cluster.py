@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import polars as pl
@@ -25,7 +25,8 @@ from codeio_dagster import storage
 from codeio_dagster.cluster.stack import DEMO_CORPUS, build_in_process, codeio_yaml, local_cluster
 from codeio_dagster.cluster.stub_llm import StubLLM
 
-CONFIGS = ("codeio", "codeio_pp", "unified")
+# Each published config and the column that identifies its rows.
+CONFIGS = {"codeio": "task_id", "codeio_pp": "task_id", "unified": "function_id"}
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("CODEIO_RAY_TESTS") != "1",
@@ -53,9 +54,9 @@ def _new_shard(cluster, name: str) -> str:
 
 def _published(root, shards) -> dict[str, pl.DataFrame]:
     out = {}
-    for config in CONFIGS:
+    for config, key in CONFIGS.items():
         frames = [storage.read_parquet(root / "data" / config / f"{s}.parquet") for s in shards]
-        out[config] = pl.concat(frames).sort("id")
+        out[config] = pl.concat(frames).sort(key)
     return out
 
 
@@ -113,12 +114,8 @@ def test_backfill_runs_on_both_nodes_matches_one_machine_and_reruns_send_nothing
 def test_two_launches_of_one_shard_at_once_do_the_work_once(cluster):
     shard = _new_shard(cluster, "twice")
     sent_before = len(cluster.llm.requests())
-    ids: list[str] = []
-    launchers = [threading.Thread(target=lambda: ids.append(cluster.launch(shard))) for _ in "ab"]
-    for t in launchers:
-        t.start()
-    for t in launchers:
-        t.join()
+    with ThreadPoolExecutor(2) as pool:  # two launches at once; a failed launch raises here
+        ids = list(pool.map(lambda _: cluster.launch(shard), "ab"))
     runs = cluster.wait({"dagster/partition": shard}, 2)
     assert sorted(r.run_id for r in runs) == sorted(ids)
     assert [r.status.value for r in runs] == ["SUCCESS", "SUCCESS"]
@@ -165,4 +162,4 @@ def test_a_killed_node_fails_its_run_and_a_rerun_completes_without_duplicates(cl
     assert raw.height == 1
     published = _published(storage.location(config.publish.local_dir), [shard])
     for name in CONFIGS:
-        assert published[name]["id"].is_unique().all(), name
+        assert published[name][CONFIGS[name]].is_unique().all(), name
