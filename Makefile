@@ -84,9 +84,9 @@ cluster-node: runtime
 	@echo "  PATH=$(CURDIR)/$(VENV)/bin:\$$PATH $(CURDIR)/$(VENV)/bin/ray start --address=HEAD_ADDRESS:6379 --num-cpus=N"
 
 # The pipeline on a local two-node Ray cluster (PostgreSQL, S3 stand-in, daemon; all on
-# 127.0.0.1). Not yet run to the end: see issue 11 and codeio_dagster/cluster/demo.py.
+# 127.0.0.1). UI=PORT then serves the Dagster UI on that instance until Ctrl-C.
 cluster-demo: runtime cluster-deps
-	$(BIN)/python -m codeio_dagster.cluster.demo
+	$(BIN)/python -m codeio_dagster.cluster.demo $(if $(UI),--ui $(UI))
 
 dev: runtime
 	DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/.dagster_home} ; mkdir -p $$DAGSTER_HOME ; \

@@ -1,23 +1,28 @@
 """`make cluster-demo`: the bundled sample built by runs on a two-node Ray cluster, all local.
 
-NOT YET RUN to the end (issue 11): written this session, but no Ray node started on the
-loaded machine it was written on; running it and fixing what turns up is the next step.
-
 Starts PostgreSQL (instance and LLM request cache), S3 (moto: stage tables, landing, published
 folder), a deterministic OpenAI-compatible stub in place of a model (the embedded model would
 take minutes per shard on 2 cores), two Ray nodes and the Dagster daemon, all on 127.0.0.1;
 lands the sample as shards, backfills one run per shard through the run queue and RayRunLauncher,
 prints which node ran each shard and the funnel, and stops everything. Last line:
 `nodes=N shards=M` (N distinct Ray nodes ran a shard).
+
+With `--ui PORT` (`make cluster-demo UI=PORT`) it then serves the Dagster UI on 127.0.0.1:PORT
+against the same PostgreSQL instance, showing those runs, until Ctrl-C stops everything.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ui", type=int, metavar="PORT", help="then serve the Dagster UI here")
+    args = parser.parse_args()
+
     from codeio_dagster.cluster.stack import local_cluster
     from codeio_dagster.funnel import LABELS
 
@@ -40,6 +45,8 @@ def main() -> int:
         print(f"elapsed {time.monotonic() - start:.0f}s")
         ok = all(r.status == "SUCCESS" for r in done)
         nodes = len({r.node for r in done if r.status == "SUCCESS"})
+        if args.ui:
+            cluster.serve_ui(args.ui)
     print(f"nodes={nodes} shards={len(done)}")
     return 0 if ok else 1
 

@@ -181,6 +181,24 @@ class LocalCluster:
             key=lambda s: s.shard,
         )
 
+    def serve_ui(self, port: int) -> None:
+        """The Dagster UI on 127.0.0.1:`port` against this instance, until Ctrl-C."""
+        webserver = Path(sys.executable).parent / "dagster-webserver"
+        command = [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-w", str(self.workspace)]
+        env = {**os.environ, "DAGSTER_HOME": str(self.home)}
+        with open(self.root / "webserver.log", "wb") as log:
+            proc = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            local.wait_port(port, proc, "dagster-webserver", timeout=300)
+            print(f"[cluster] Dagster UI: http://127.0.0.1:{port}/runs (Ctrl-C stops everything)")
+            proc.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            local.stop(proc)
+
     def funnel(self, shards: Sequence[str]) -> dict[str, int]:
         """The shards' funnel as their stages reported it to the (PostgreSQL) instance."""
         from codeio_dagster.funnel import add_funnels, shard_funnel
@@ -288,6 +306,8 @@ def build_in_process(config_path: Path, shards: Sequence[str] | None = None) -> 
     from codeio_dagster.resources import build_resources
     from codeio_dagster.shards import land_new_shards
 
+    # The stub's key, as the cluster's runs get it (a config of `codeio_yaml` names this variable).
+    os.environ.setdefault("OPENAI_API_KEY", STUB_KEY)
     config = load_config(config_path)
     landing = Landing(config.data_dir / "landing")
     land_new_shards(config, landing)
