@@ -133,7 +133,9 @@ def main() -> int:
     print(
         "assumes: nodes like this one (2 cores, one shard run per core); per-file pipeline cost "
         f"{per_file_s:.2f} s measured here at this benchmark's settings (50 generator calls, one "
-        "task per kind, one revision turn; the paper's 1000 calls cost more in the sandbox); "
+        "task per kind, one revision turn; the paper's 1000 calls cost more in the sandbox), in "
+        f"shards of {size} files, so each shard's fixed cost is spread over few files (an upper "
+        f"bound for shards of {SHARD_SIZE}: see benchmarks/pipeline.py for those); "
         f"{requests_per_file:.1f} LLM requests per file measured here, each "
         f"{LLM_SECONDS_PER_REQUEST:.0f} s with {LLM_IN_FLIGHT_PER_RUN} in flight per run, on an "
         "endpoint that scales with the runs (its own capacity is the real limit); launcher "
