@@ -9,8 +9,19 @@ from codeio_dagster.imported import import_function
 from codeio_dagster.sandbox import FunctionSpec, IOPair, combine_for_sandbox, generate_io_pairs
 from codeio_dagster.sandbox.given_pairs import GivenPairs, verify_given_pairs
 from codeio_dagster.sandbox.settings import IOPairLimits
+from codeio_dagster.sources.unified import UnifiedFields, unified_record
 
 ADD = "def main_solution(a, b):\n    return a + b\n"
+
+
+def _released(rows: list[dict]) -> list[GivenPairs]:
+    """Rows in the CodeI/O release's columns, as the `unified` source and the import make them."""
+    given = []
+    for i, row in enumerate(rows):
+        result = import_function(json.dumps(unified_record(row, UnifiedFields())))
+        assert result.status == "ok", (i, result.detail)
+        given.append(GivenPairs(id=str(i), code=result.reference_code, pairs=result.ios))
+    return given
 
 
 def _pair(inp, out) -> IOPair:
@@ -70,22 +81,7 @@ def test_released_functions_keep_the_pairs_that_reproduce(executor, shared_fixtu
                 rows.append(row)
             if len(rows) == 8:
                 break
-    given = []
-    for i, row in enumerate(rows):
-        record = {
-            "reference_code": row["refcode"],
-            "entry_function": row["funcname"],
-            "input_generator": None,
-            "problem_statement": row["problem_description"],
-            "io_description": row["io_requirements"],
-            "ios": [
-                {"input": json.dumps(p["input"]), "output": json.dumps(p["output"])}
-                for p in row["ios"]
-            ],
-        }
-        result = import_function(json.dumps(record))
-        assert result.status == "ok", (i, result.detail)
-        given.append(GivenPairs(id=str(i), code=result.reference_code, pairs=result.ios))
+    given = _released(rows)
     outcomes = verify_given_pairs(executor, given, IOPairLimits(max_pairs=1000))
     reproduced = sum(o.counts["reproduced"] for o in outcomes)
     assert sum(o.status == "ok" for o in outcomes) >= 6
@@ -134,22 +130,8 @@ def test_a_generator_taking_a_seeded_rng_runs_in_the_pair_harness(executor):
 
 def test_the_examples_pairs_reproduce_and_its_generator_draws(executor, project_root):
     folder = project_root / "examples" / "unified"
-    given = []
-    for i, line in enumerate((folder / "released_style.jsonl").read_text().splitlines()):
-        row = json.loads(line)
-        record = {
-            "reference_code": row["refcode"],
-            "entry_function": row["funcname"],
-            "input_generator": None,
-            "problem_statement": row["problem_description"],
-            "io_description": row["io_requirements"],
-            "ios": [
-                {"input": json.dumps(p["input"]), "output": json.dumps(p["output"])}
-                for p in row["ios"]
-            ],
-        }
-        result = import_function(json.dumps(record))
-        given.append(GivenPairs(id=str(i), code=result.reference_code, pairs=result.ios))
+    lines = (folder / "released_style.jsonl").read_text().splitlines()
+    given = _released([json.loads(line) for line in lines])
     for out, fn in zip(verify_given_pairs(executor, given), given, strict=True):
         assert (out.status, len(out.pairs)) == ("ok", len(fn.pairs)), out.error
     (row,) = map(json.loads, (folder / "generator_style.jsonl").read_text().splitlines())
