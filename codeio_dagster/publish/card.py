@@ -63,8 +63,9 @@ _UNIFIED_COLUMNS = {
     "shard": _TASK_COLUMNS["shard"],
     "problem_statement": "the problem the function solves, in words",
     "io_description": "what the inputs and the output are",
-    "reference_code": "the refactored function `main_solution(**input)`",
-    "input_generator": "code that draws valid inputs for `main_solution`",
+    "reference_code": "the refactored (or imported) function `main_solution(**input)`",
+    "input_generator": "code that draws valid inputs for `main_solution`; null for a function "
+    "imported with I/O pairs of its own and no generator",
     "pairs": "the I/O pairs (canonical JSON `input` keyword arguments, `output` value), each "
     "reproduced by a second run under another hash seed",
 }
