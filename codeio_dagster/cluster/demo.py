@@ -14,6 +14,7 @@ against the same PostgreSQL instance, showing those runs, until Ctrl-C stops eve
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -22,6 +23,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ui", type=int, metavar="PORT", help="then serve the Dagster UI here")
     args = parser.parse_args()
+    # `kill` stops everything the demo started, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     from codeio_dagster.cluster.stack import local_cluster
     from codeio_dagster.funnel import LABELS

@@ -11,10 +11,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -190,13 +192,20 @@ class LocalCluster:
             proc = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        # Ray or Dagster may have replaced Python's Ctrl-C handler by then: set our own.
+        stopping = threading.Event()
+        handlers = {
+            sig: signal.signal(sig, lambda *_: stopping.set())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             local.wait_port(port, proc, "dagster-webserver", timeout=300)
             print(f"[cluster] Dagster UI: http://127.0.0.1:{port}/runs (Ctrl-C stops everything)")
-            proc.wait()
-        except KeyboardInterrupt:
-            pass
+            while proc.poll() is None and not stopping.wait(1):
+                pass
         finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
             local.stop(proc)
 
     def funnel(self, shards: Sequence[str]) -> dict[str, int]:
