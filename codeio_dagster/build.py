@@ -128,12 +128,12 @@ def build(
     path: Path,
     shards: Sequence[str] = (),
     *,
-    report: Callable[[Any, Any, list[str]], None] | None = None,
+    report: Callable[[Any, dict[str, int], list[str]], None] | None = None,
 ) -> int:
     """Land, then launch one run of the location's job per shard with stale assets; 0 when all pass.
 
-    `report(config, instance, shard names)` runs after a build that passed, on the same config
-    and instance (`codeio demo` prints the funnel with it)."""
+    `report(config, funnel, shard names)` runs after a build that passed, with the funnel of
+    every shard as the stages reported it (`codeio demo` prints it)."""
     from codeio_dagster.config import CONFIG_ENV, ConfigError, load_config
 
     started = time.monotonic()
@@ -145,22 +145,14 @@ def build(
     # The code location (a code server process, and any run it launches) reads the same file.
     os.environ[CONFIG_ENV] = str(path)
     home = dagster_home()
-    import dagster as dg
-
-    from codeio_dagster.assets import build_assets
     from codeio_dagster.landing import Landing
-    from codeio_dagster.partitions import add_missing_shards
     from codeio_dagster.shards import land_new_shards
-    from codeio_dagster.versions import stale_by_shard
 
-    instance = dg.DagsterInstance.get()
-    announce_telemetry(instance, home)
     say("landing new raw code ...")
     landing = Landing(config.data_dir / "landing")
     new = land_new_shards(config, landing)
-    names = sorted(landing.shards().get_column("shard").unique().to_list())
+    names = sorted(landing.landed().shard_names())
     say(f"{len(new)} new shard(s); {len(names)} in all")
-    add_missing_shards(instance, names)
     unknown = sorted(set(shards) - set(names))
     if unknown:
         print(
@@ -169,47 +161,151 @@ def build(
             file=sys.stderr,
         )
         return 2
+    wanted = list(dict.fromkeys(shards)) or names
+    # Nothing landed, and nothing Dagster stores nor anything a code version hashes changed
+    # since a build found every shard up to date: the answer is the same without asking.
+    stamp = up_to_date_stamp(home, config, landing, wanted)
+    known = read_up_to_date(home, stamp)
+    if not new and known is not None:
+        say(
+            f"done in {time.monotonic() - started:.0f}s; nothing was stale (nothing changed since "
+            "a build found every shard up to date)"
+        )
+        if report is not None:
+            report(config, known["funnel"], names)
+        return 0
+
+    import dagster as dg
+
+    from codeio_dagster.assets import build_assets
+    from codeio_dagster.partitions import add_missing_shards
+    from codeio_dagster.versions import stale_by_shard
+
+    instance = dg.DagsterInstance.get()
+    announce_telemetry(instance, home)
+    add_missing_shards(instance, names)
 
     # What the UI would mark stale: missing, or older than the code, config or inputs.
     graph = build_assets(config)
     todo: dict[str, list] = {}
-    for shard, stale in stale_by_shard(
-        instance, graph, list(dict.fromkeys(shards)) or names
-    ).items():
+    for shard, stale in stale_by_shard(instance, graph, wanted).items():
         if stale:
             todo[shard] = stale
         else:
             say(f"shard {shard} is up to date: skipped")
-    if not todo:
-        say(f"done in {time.monotonic() - started:.0f}s; nothing was stale")
-        if report is not None:
-            report(config, instance, names)
-        return 0
-
-    say(f"loading the code location {LOCATION} ...")
-    with code_location(instance, path.parent) as (process, context, location, repo):
-        every = set(repo.asset_graph.materializable_asset_keys)
-        # Only asset steps are announced; a check step is named when it does not pass.
-        assets = {k.path[-1] for k in every}
-        queue = RunQueue(process)
-        for shard, stale in todo.items():
-            selection = None if set(stale) >= every else stale
-            what = "all stages" if selection is None else f"{len(stale)} stale stage(s)"
-            say(
-                f"shard {shard}: launching a run of {JOB} for {what} ({time.monotonic() - started:.0f}s)"
-            )
-            run_id = launch(instance, context, location, repo, shard, selection)
-            status = follow(instance, run_id, shard, queue=queue, steps=assets)
-            if status != "SUCCESS":
+    if todo:
+        say(f"loading the code location {LOCATION} ...")
+        with code_location(instance, path.parent) as (process, context, location, repo):
+            every = set(repo.asset_graph.materializable_asset_keys)
+            # Only asset steps are announced; a check step is named when it does not pass.
+            assets = {k.path[-1] for k in every}
+            queue = RunQueue(process)
+            for shard, stale in todo.items():
+                selection = None if set(stale) >= every else stale
+                what = "all stages" if selection is None else f"{len(stale)} stale stage(s)"
                 say(
-                    f"shard {shard}: run {run_id} ended {status}; open it in the Dagster UI "
-                    f"(DAGSTER_HOME={home} make dev), fix the cause and re-execute it there"
+                    f"shard {shard}: launching a run of {JOB} for {what} "
+                    f"({time.monotonic() - started:.0f}s)"
                 )
-                return 1
-    say(f"done in {time.monotonic() - started:.0f}s; runs are in DAGSTER_HOME={home}")
+                run_id = launch(instance, context, location, repo, shard, selection)
+                status = follow(instance, run_id, shard, queue=queue, steps=assets)
+                if status != "SUCCESS":
+                    say(
+                        f"shard {shard}: run {run_id} ended {status}; open it in the Dagster UI "
+                        f"(DAGSTER_HOME={home} make dev), fix the cause and re-execute it there"
+                    )
+                    return 1
+        say(f"done in {time.monotonic() - started:.0f}s; runs are in DAGSTER_HOME={home}")
+        # Asked again (a few queries): a build that leaves every shard fresh is remembered.
+        fresh = not any(stale_by_shard(instance, graph, wanted).values())
+    else:
+        say(f"done in {time.monotonic() - started:.0f}s; nothing was stale")
+        fresh = True
+    funnel = all_shards_funnel(instance, config, names)
+    if fresh and funnel is not None:
+        write_up_to_date(home, up_to_date_stamp(home, config, landing, wanted), funnel)
     if report is not None:
-        report(config, instance, names)
+        if funnel is None:  # a stage of some shard never reported: say which
+            from codeio_dagster.funnel import shard_funnels
+
+            shard_funnels(instance, names, config.revision.turns)
+        report(config, funnel, names)
     return 0
+
+
+def all_shards_funnel(instance, config, names: list[str]) -> dict[str, int] | None:
+    """The funnel of every shard added up, or None when a stage of some shard never reported."""
+    from codeio_dagster.funnel import MissingReport, add_funnels, shard_funnels
+
+    try:
+        return add_funnels(shard_funnels(instance, names, config.revision.turns).values())
+    except MissingReport:
+        return None
+
+
+# Written into DAGSTER_HOME by a build that left every shard up to date.
+UP_TO_DATE = "codeio-up-to-date.json"
+# Instance settings that move its storage out of DAGSTER_HOME's SQLite files.
+_STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
+
+
+def up_to_date_stamp(home: Path, config, landing, shards: Sequence[str]) -> str | None:
+    """A digest of everything that decides whether a build has work: the code versions' inputs
+    (the project's source and the validated config), the shards asked for, the landing's index
+    files, and the instance's storage files (size and modification time of every file of the
+    default SQLite storage in DAGSTER_HOME: any run, materialisation, wipe or new partition
+    changes one). None when the instance keeps its storage elsewhere (PostgreSQL, say): then
+    only the instance can tell."""
+    import hashlib
+    import json
+
+    import yaml
+
+    from codeio_dagster.storage import list_files
+    from codeio_dagster.versions import source_digest
+
+    settings = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
+    if not isinstance(settings, dict) or any(key in settings for key in _STORAGE_KEYS):
+        return None
+    files = {}
+    for folder in ("history", "schedules"):
+        for path in sorted((home / folder).rglob("*")):
+            if path.is_file():
+                st = path.stat()
+                files[path.relative_to(home).as_posix()] = (st.st_size, st.st_mtime_ns)
+    facts = {
+        "source": source_digest(),
+        "config": config.model_dump(mode="json"),
+        "shards": list(shards),
+        "dagster_yaml": settings,
+        "landing_index": list_files(landing.index_dir),
+        "instance_files": files,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_up_to_date(home: Path, stamp: str | None) -> dict | None:
+    """What the last build that found every shard up to date saved, if its stamp is `stamp`."""
+    import json
+
+    try:
+        saved = json.loads((home / UP_TO_DATE).read_text())
+    except (OSError, ValueError):
+        return None
+    if stamp is None or not isinstance(saved, dict) or saved.get("stamp") != stamp:
+        return None
+    return saved
+
+
+def write_up_to_date(home: Path, stamp: str | None, funnel: dict[str, int]) -> None:
+    import json
+
+    from codeio_dagster.fsutil import atomic_path
+
+    if stamp is None:
+        return
+    with atomic_path(home / UP_TO_DATE) as tmp:
+        tmp.write_text(json.dumps({"stamp": stamp, "funnel": funnel}))
 
 
 @contextmanager

@@ -27,12 +27,11 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     path = config_path(args.config)
 
-    def report(config, instance, names: list[str]) -> None:
-        from codeio_dagster.funnel import LABELS, add_funnels, shard_funnels
+    def report(config, funnel: dict[str, int], names: list[str]) -> None:
+        from codeio_dagster.funnel import LABELS
         from codeio_dagster.io_manager import stage_tables_dir
 
         # The numbers each stage reported to Dagster: the same ones the UI and the card show.
-        funnel = add_funnels(shard_funnels(instance, names, config.revision.turns).values())
         print("\nfunnel")
         for key, count in funnel.items():
             print(f"  {LABELS.get(key, key):<42} {count:>6}")

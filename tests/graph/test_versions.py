@@ -173,7 +173,7 @@ def test_code_version_follows_the_asset_config_keys(tmp_path, scripted_llm, grap
 
 
 def test_codeio_demo_rerun_skips_the_unchanged_shard(
-    tmp_path, scripted_llm, graph_files, monkeypatch
+    tmp_path, scripted_llm, graph_files, monkeypatch, capsys
 ):
     import argparse
 
@@ -185,14 +185,40 @@ def test_codeio_demo_rerun_skips_the_unchanged_shard(
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     args = argparse.Namespace(config=path)
     assert demo.run(args) == 0
+    first = capsys.readouterr().out
     with dg.DagsterInstance.get() as instance:
         runs = len(instance.get_runs())
     requests = len(scripted_llm.requests)
 
-    assert demo.run(args) == 0
+    # Nothing changed since the build left the shard fresh: the answer and the funnel are known
+    # without asking the instance (which would fail here).
+    def no_instance(*args, **kwargs):
+        raise AssertionError("the instance was asked")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(dg.DagsterInstance, "get", no_instance)
+        assert demo.run(args) == 0
+    again = capsys.readouterr().out
+    assert "nothing changed since a build found every shard up to date" in again
+    assert (
+        again[again.index("\nfunnel") : again.index("elapsed")]
+        == (first[first.index("\nfunnel") : first.index("elapsed")])
+    )
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs()) == runs  # no run launched for the unchanged shard
     assert len(scripted_llm.requests) == requests
+
+    # The instance changed (an asset wiped, as in the UI): it is asked, and that asset rebuilt.
+    with dg.DagsterInstance.get() as instance:
+        instance.wipe_assets([dg.AssetKey("hub_publication")])
+    assert demo.run(args) == 0
+    assert "launching a run of codeio_job for 1 stale stage(s)" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs()) == runs + 1
+    # And a config change that makes a stage stale is seen without any instance change.
+    _variant(path, "codeio.yaml", lambda d: d["publish"].update(local_dir="published2"))
+    assert demo.run(args) == 0
+    assert "launching a run of codeio_job for 1 stale stage(s)" in capsys.readouterr().out
 
 
 def test_new_rows_from_the_same_code_make_their_readers_stale(tmp_path, graph_files, monkeypatch):
