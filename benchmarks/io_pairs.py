@@ -14,8 +14,9 @@ with an input generator that draws one of its stored inputs. Measured side by si
    modules the shard's functions name (`heavy_preload_scope`), in alternating order: seconds,
    CPU seconds of the jails, and what the heavy jails preloaded.
 
-Usage: `.venv/bin/python benchmarks/io_pairs.py [--functions 120] [--rounds 2] [--shard 93]`
-(93: the functions of one 200-file shard of the fixture).
+Usage: `.venv/bin/python benchmarks/io_pairs.py [--functions 120] [--rounds 2] [--shard 93]
+[--shards 2] [--only-preload]` (93: the functions of one 200-file shard of the fixture; section 4
+runs on the first `--shards` such shards, `--only-preload` runs section 4 alone).
 """
 
 from __future__ import annotations
@@ -90,11 +91,15 @@ def main() -> int:
     ap.add_argument("--functions", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--shard", type=int, default=93)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--only-preload", action="store_true")
     args = ap.parse_args()
-    specs = load_functions(args.functions)
-    codes.update({s.id: s.code for s in specs})
     settings = SandboxSettings(timeout_s=5.0)
     limits = IOPairLimits(time_budget_s=20)
+    if args.only_preload:
+        return preload_section(args, settings, limits)
+    specs = load_functions(args.functions)
+    codes.update({s.id: s.code for s in specs})
     no_recheck = limits.model_copy(update={"determinism_check": False})
 
     with Executor(settings) as ex:
@@ -170,7 +175,16 @@ def main() -> int:
         )
         cache.close()
 
-    shard_preload(specs[: args.shard], settings, limits, args.rounds)
+    return preload_section(args, settings, limits)
+
+
+def preload_section(args, settings, limits) -> int:
+    """Section 4 on each of the first `--shards` shards of the fixture's functions."""
+    functions = load_functions(args.shard * args.shards)
+    for i in range(args.shards):
+        shard_preload(
+            functions[i * args.shard : (i + 1) * args.shard], settings, limits, args.rounds
+        )
     return 0
 
 

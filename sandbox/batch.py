@@ -87,7 +87,7 @@ class Batch:
                 return
             if worker is None or not self.pending.get(worker.key):
                 # An idle slot switches to the kind of job that has waited longest.
-                worker = self.ex._pool(*min(queued)[1])[slot]
+                worker = self._free_worker(min(queued)[1])
                 self.slots[slot] = worker
             if worker.proc is not None and not self.ex.covers(worker):
                 # Warm, but without a heavy module this batch's jobs name: start it again.
@@ -162,6 +162,17 @@ class Batch:
                 raise WorkerDied("jail sent a reply nobody asked for")
             self._finish(worker.inflight.popleft(), frame)
         worker.head_since = now
+
+    def _free_worker(self, key: tuple[int, bool]) -> Worker:
+        """A worker of pool `key` that no slot holds: a running one if there is one.
+
+        A jail another slot left behind when it switched kinds is still warm; taking it costs
+        nothing, while starting one costs a heavy jail about 2 s of CPU. The pool has as many
+        workers as there are slots, so one is always free.
+        """
+        held = {id(w) for w in self.slots if w is not None}
+        free = [w for w in self.ex._pool(*key) if id(w) not in held]
+        return next((w for w in free if w.proc is not None), free[0])
 
     def _retire(self, worker: Worker) -> None:
         """Stop an idle worker; it starts again when next needed."""

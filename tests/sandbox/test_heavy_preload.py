@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from codeio_dagster.sandbox import Executor, FunctionSpec, IOPairLimits, generate_io_pairs
+from codeio_dagster.sandbox import Executor, FunctionSpec, IOPairLimits, Job, generate_io_pairs
 
 GEN = "\n\ndef input_generator():\n    return {'n': random.randint(0, 1000)}\n"
 # Names built at run time, so that the code names no heavy module but the one it imports.
@@ -99,3 +99,16 @@ def test_scope_all_preloads_every_entry_as_before(sandbox_settings):
     assert out.status == "ok"
     assert starts and all(set(settings.heavy_preload) <= preload for _, preload in starts)
     assert json.loads(out.pairs[0].output)[1] == sorted(HEAVY_NAMES)
+
+
+def test_a_slot_takes_the_warm_jail_another_slot_left_instead_of_starting_one(sandbox_settings):
+    settings = sandbox_settings.model_copy(update={"workers": 2})
+    numpy_job = Job(id="h", code="import numpy\ndef f():\n    return int(numpy.int64(3))", call="f")
+    with Executor(settings) as ex:
+        ex.run([numpy_job])  # slot 0 starts the first heavy jail
+        # Slot 0 takes the light job, slot 1 the heavy one: the heavy jail is warm and free.
+        light = Job(id="l", code="import time\ndef f():\n    time.sleep(1)\n    return 1", call="f")
+        results = ex.run([light, numpy_job.model_copy(update={"id": "h2"})])
+        heavy_starts = ex.jail_starts[(settings.hash_seed, True)]
+    assert [r.output for r in results] == ["1", "3"]
+    assert heavy_starts == 1
