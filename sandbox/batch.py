@@ -7,7 +7,7 @@ import selectors
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from codeio_dagster.progress import Progress
@@ -38,8 +38,11 @@ class Batch:
         requests: Sequence[tuple[int | None, dict[str, Any]]],
         progress: bool | str,
         on_reply: Callable[[int, dict[str, Any]], None] | None,
+        jails: Mapping[tuple[int, bool], int] | None = None,
     ):
         self.ex = executor
+        # Most jails of a pool this batch may have running (Executor.run_requests).
+        self.caps = dict(jails or {})
         self.requests = requests
         executor.requests_run += len(requests)
         self.on_reply = on_reply
@@ -86,8 +89,17 @@ class Batch:
             if not queued:
                 return
             if worker is None or not self.pending.get(worker.key):
-                # An idle slot switches to the kind of job that has waited longest.
-                worker = self._free_worker(min(queued)[1])
+                # An idle slot switches to the kind of job that has waited longest, unless
+                # that needs a jail its pool's cap does not allow: then the next kind, or none.
+                chosen = None
+                for _, key in sorted(queued):
+                    chosen = self._free_worker(key)
+                    if chosen.proc is not None or self._may_start(key):
+                        break
+                    chosen = None
+                if chosen is None:
+                    return
+                worker = chosen
                 self.slots[slot] = worker
             if worker.proc is not None and not self.ex.covers(worker):
                 # Warm, but without a heavy module this batch's jobs name: start it again.
@@ -173,6 +185,11 @@ class Batch:
         held = {id(w) for w in self.slots if w is not None}
         free = [w for w in self.ex._pool(*key) if id(w) not in held]
         return next((w for w in free if w.proc is not None), free[0])
+
+    def _may_start(self, key: tuple[int, bool]) -> bool:
+        cap = self.caps.get(key)
+        running = sum(w.proc is not None for w in self.ex._pool(*key))
+        return cap is None or running < cap
 
     def _retire(self, worker: Worker) -> None:
         """Stop an idle worker; it starts again when next needed."""

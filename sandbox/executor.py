@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,16 +265,19 @@ class Executor:
         progress: bool = False,
         on_reply: Callable[[int, dict[str, Any]], None] | None = None,
         cache: ResultCache | None = None,
+        jails: Mapping[tuple[int, bool], int] | None = None,
     ) -> list[dict[str, Any]]:
         """Send raw fork-server requests, (hash_seed or None, request), and collect the replies.
 
         With a cache, requests answered before are not run again, and new replies are stored.
+        `jails` caps how many jails of a pool, by (hash seed, heavy), may run for this batch:
+        for a pool whose jobs are known to take less than starting another jail costs.
         """
         if self._scratch is None:
             raise RuntimeError("Executor must be entered (`with Executor(settings) as ex:`) first")
         if cache is None:
             with self._run_lock:
-                return Batch(self, requests, progress, on_reply).run()
+                return Batch(self, requests, progress, on_reply, jails).run()
         identity = self.identity()
         default_seed = self.settings.hash_seed
         keys = [
@@ -296,7 +299,8 @@ class Executor:
         if missing:
             inner = None if on_reply is None else (lambda j, r: on_reply(missing[j], r))
             with self._run_lock:
-                fresh = Batch(self, [requests[i] for i in missing], progress, inner).run()
+                batch = [requests[i] for i in missing]
+                fresh = Batch(self, batch, progress, inner, jails).run()
             for i, reply in zip(missing, fresh, strict=True):
                 replies[i] = reply
             cache.put_many(

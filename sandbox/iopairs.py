@@ -285,7 +285,13 @@ def _recheck(
             max_output_bytes=n * (settings.max_output_bytes + 4096) + 65536,
         )
         requests.append((other_seed, req))
-    replies = executor.run_requests(requests, cache=cache)
+    # Under a second of heavy work: a second heavy jail for this seed could save at most half
+    # of it, and starting one costs 0.3 s (numpy) to 3 s (scipy) of CPU.
+    heavy_ms = sum(
+        est for est, oi, _, _ in jobs if executor.is_heavy(code_of[outcomes[oi].function_id])
+    )
+    jails = {(other_seed, True): 1} if heavy_ms < _CHUNK_MS else None
+    replies = executor.run_requests(requests, cache=cache, jails=jails)
     found: dict[int, list[tuple[int, tuple[str, str]]]] = {}
     for (_, oi, start, end), reply in zip(jobs, replies, strict=True):
         verdict = _recheck_verdict(outcomes[oi], start, end, reply)

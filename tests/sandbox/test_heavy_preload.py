@@ -112,3 +112,16 @@ def test_a_slot_takes_the_warm_jail_another_slot_left_instead_of_starting_one(sa
         heavy_starts = ex.jail_starts[(settings.hash_seed, True)]
     assert [r.output for r in results] == ["1", "3"]
     assert heavy_starts == 1
+
+
+def test_a_re_run_with_little_heavy_work_starts_one_heavy_jail(sandbox_settings):
+    settings = sandbox_settings.model_copy(update={"workers": 2})
+    functions = [
+        FunctionSpec(id=f"np{i}", code=NUMPY_ONLY.replace("* 2", f"* {i + 2}")) for i in range(2)
+    ]
+    with Executor(settings) as ex:
+        outcomes = generate_io_pairs(ex, functions, LIMITS)
+        starts = dict(ex.jail_starts)
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert starts[(settings.hash_seed, True)] == 2  # the generation used both slots
+    assert starts[(settings.hash_seed + 1, True)] == 1  # the quick re-run, one jail
