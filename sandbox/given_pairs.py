@@ -9,7 +9,6 @@ has been computed twice, by whoever stored it and here, so it needs no second re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -19,7 +18,7 @@ from codeio_dagster.sandbox.executor import Executor
 from codeio_dagster.sandbox.iopairs import IOPair, IOPairOutcome
 from codeio_dagster.sandbox.jobs import Job
 from codeio_dagster.sandbox.settings import IOPairLimits
-from codeio_dagster.sandbox.values import json_stats, outputs_equal
+from codeio_dagster.sandbox.values import json_stats, outputs_equal, read_json
 
 
 class GivenPairs(BaseModel):
@@ -61,7 +60,13 @@ def _screen(pairs: list[IOPair], limits: IOPairLimits, drop) -> list[tuple[int, 
     """(index, input) of the pairs worth running; the others dropped through `drop`."""
     runnable, seen = [], set()
     for i, pair in enumerate(pairs):
-        value, output = json.loads(pair.input), json.loads(pair.output)
+        try:
+            # Stored pairs come from a dataset: text that is not JSON, or nested deeper than
+            # canonical JSON goes, is one pair's drop, never the stage's failure.
+            value, output = read_json(pair.input), read_json(pair.output)
+        except ValueError as exc:
+            drop("invalid_pair", i, f"{exc}: {pair.input[:100]} -> {pair.output[:100]}")
+            continue
         if not isinstance(value, dict):
             drop("invalid_input", i, f"input is not a JSON object: {pair.input[:200]}")
         elif _too_large(value, pair.input, limits):
@@ -116,7 +121,7 @@ def verify_given_pairs(
             if got.status != "ok" or got.output is None:
                 reason = _RUN_DROPS.get(got.status, "invalid_output")
                 drop(reason, i, f"input {stored.input[:200]} gave {got.status}: {got.error}")
-            elif not outputs_equal(json.loads(got.output), json.loads(stored.output)):
+            elif not outputs_equal(read_json(got.output), read_json(stored.output)):
                 drop(
                     "not_reproduced",
                     i,

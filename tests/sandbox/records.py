@@ -19,7 +19,9 @@ def stand_in(name: str, frame: pl.DataFrame) -> dg.AssetsDefinition:
     return _asset
 
 
-def unified_function(fid: str, reference_code: str, input_generator: str) -> UnifiedFunctionRecord:
+def unified_function(
+    fid: str, reference_code: str, input_generator: str | None
+) -> UnifiedFunctionRecord:
     return UnifiedFunctionRecord(
         function_id=fid,
         file_id=f"file-{fid}",

@@ -154,6 +154,28 @@ def test_the_other_functions_of_the_shard_keep_their_pairs(pair_rows):
     assert row["status"] == "ok" and len(row["pairs"]) == 4
 
 
+def test_stored_pairs_too_deep_or_not_json_are_dropped_and_the_good_ones_kept(
+    sandbox_settings, config
+):
+    # An imported function brings its own pairs (and no generator): io_pairs runs them again.
+    deep = "[" * DEPTH + "]" * DEPTH
+    record = unified_function("given", "def main_solution(n):\n    return n + 1\n", None)
+    ios = [
+        IOPairRecord(input='{"n": 1}', output=deep),
+        IOPairRecord(input="{'n': 2}", output="3"),  # a Python literal, not JSON
+        IOPairRecord(input='{"n": 3}', output="4"),
+        IOPairRecord(input='{"n": 4}', output="5"),
+    ]
+    record = record.model_copy(update={"ios": ios})
+    functions = to_frame([record], UnifiedFunctionRecord)
+    result = _materialize([stand_in("unified_functions", functions), io_pairs], config)
+    assert result.success
+    (row,) = result.output_for_node("io_pairs").iter_rows(named=True)
+    assert row["status"] == "ok" and len(row["pairs"]) == 2
+    assert json.loads(row["counts"])["dropped_invalid_pair"] == 2
+    assert "nested too deeply to decode" in row["detail"]
+
+
 def test_prediction_tasks_drops_a_stored_pair_too_deep_to_read(sandbox_settings, config):
     # Pairs can come from elsewhere than this sandbox (stored I/O pairs of a dataset).
     deep = "[" * DEPTH + "]" * DEPTH
