@@ -150,8 +150,8 @@ def write_project(root: Path, raw_rows: list[dict], base_url: str) -> Path:
 
 # Phases of a `codeio demo` process, each ending at the first output line matching its pattern.
 PHASES = [
-    ("start: imports, config, instance", r"\[codeio\] landing new raw code"),
-    ("landing, stale check", r"loading the code location|nothing was stale"),
+    ("start: imports, config", r"\[codeio\] landing new raw code"),
+    ("landing, instance, stale check", r"loading the code location|nothing was stale"),
     ("code location (code server) loaded", r": launching a run of"),
     ("run created and submitted", r"queued \(run"),
     ("dequeued, run process started", r": run process started"),
