@@ -135,7 +135,7 @@ def test_build_runs_are_runs_of_the_locations_job_and_re_executable_in_the_ui(
     # What the user reads: the steps, the model and sandbox phases, and no Dagster noise.
     assert "[codeio] 1 new shard(s); 1 in all" in printed
     assert "t-00000:   unified_functions: 1 of 1 requests to do" in printed
-    assert "sandbox: warming" in printed
+    assert re.search(r"sandbox: up to \d+ light jail\(s\) with hash seed \d+", printed)
     assert "t-00000: hub_publication done" in printed
     assert "No dagster instance configuration file" not in printed
     assert "we collect usage statistics" not in printed
