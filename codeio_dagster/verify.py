@@ -48,6 +48,14 @@ def judge(
     pending: list[tuple[dict, dict, InputRun, str]] = []
 
     def verdict(resp, task, status, answer=None, actual=None, error=None) -> VerdictRecord:
+        feedback = None
+        if status != "correct":
+            try:
+                feedback = kinds[task["kind"]].feedback(
+                    status, answer_json=answer, actual_json=actual, error=error
+                )
+            except Exception as exc:  # noqa: BLE001 - a plugin's feedback bug is this row's
+                status, feedback = "judge_error", f"judge_error: {_fault(exc)}"
         return VerdictRecord(
             task_id=resp["task_id"],
             shard=resp["shard"],
@@ -56,11 +64,7 @@ def judge(
             status=status,
             answer=answer,
             actual=actual,
-            feedback=None
-            if status == "correct"
-            else kinds[task["kind"]].feedback(
-                status, answer_json=answer, actual_json=actual, error=error
-            ),
+            feedback=feedback,
         )
 
     for resp in responses.iter_rows(named=True):

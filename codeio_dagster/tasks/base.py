@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
 from abc import ABC, abstractmethod
@@ -14,6 +15,8 @@ from typing import Any, ClassVar, NamedTuple
 
 from codeio_dagster.models import IOPairRecord, PredictionTaskRecord
 from codeio_dagster.prompt_templates import load_template, text_hash
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,8 @@ class TaskKind(ABC):
         """Up to `per_function` tasks per function, from deterministically chosen pairs.
 
         Counters: `rows_in` (functions), `kept` (tasks made), `dropped_no_pairs` (functions
-        without pairs), `dropped_<reason>` (pairs a TaskBuildError rejected).
+        without pairs), `dropped_<reason>` (pairs a TaskBuildError rejected), `dropped_build_error`
+        (pairs whose build raised anything else: a plugin's bug is that pair's, not the stage's).
         """
         if per_function < 0:
             raise ValueError(f"per_function must be >= 0, got {per_function}")
@@ -173,6 +177,13 @@ class TaskKind(ABC):
                 except TaskBuildError as exc:
                     key = f"dropped_{exc.reason}"
                     counters[key] = counters.get(key, 0) + 1
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a plugin's bug drops its pair only
+                    counters["dropped_build_error"] = counters.get("dropped_build_error", 0) + 1
+                    log.warning(
+                        "task kind %s could not build a task of function %s, pair %d: %s: %.300s",
+                        self.name, fn.function_id, index, type(exc).__name__, exc,
+                    )  # fmt: skip
                     continue
                 tasks.append(
                     PredictionTaskRecord(

@@ -175,3 +175,20 @@ def test_prompt_hashes_cover_every_template():
     hashes = prompt_hashes()
     assert set(hashes) == {"refactor", "output_prediction", "input_prediction", "feedback"}
     assert len(set(hashes.values())) == 4
+
+
+def test_a_plugin_whose_build_raises_drops_that_pair_and_the_rest_are_built(caplog):
+    class Flaky(OutputPrediction):
+        name = "flaky_prediction"
+
+        def build_prompt(self, fn, pair, *, include_code=True):
+            if json.loads(pair.input)["words"][0] == "w3":
+                raise RecursionError("a plugin bug")
+            return super().build_prompt(fn, pair, include_code=include_code)
+
+    kind = Flaky()
+    tasks = kind.make_tasks([FN], {"fn1": PAIRS}, per_function=10, shard="s1")
+    assert len(tasks) == 9
+    assert kind.counters["dropped_build_error"] == 1 and kind.counters["kept"] == 9
+    assert "flaky_prediction could not build a task of function fn1" in caplog.text
+    assert "RecursionError: a plugin bug" in caplog.text

@@ -200,3 +200,30 @@ def test_a_plugin_kind_words_its_own_feedback_and_its_texts_are_hashed(
     assert after_prompt != before  # the card's hash follows the plugin's prompt ...
     monkeypatch.setattr(module, "WRONG", module.WRONG + " Really.")
     assert type(kind).prompt_hash() != after_prompt  # ... and its feedback
+
+
+def test_a_plugin_whose_feedback_raises_gives_judge_error_with_the_fault():
+    from codeio_dagster.tasks.builtin import OutputPrediction
+
+    class Mute(OutputPrediction):
+        name = "mute_prediction"
+
+        def feedback(self, status, *, answer_json=None, actual_json=None, error=None):
+            raise ValueError("cannot word it")
+
+    tasks = [
+        _task("wrong", "mute_prediction", '{"n": 3}', "[1, 2, 3]"),
+        _task("right", "mute_prediction", '{"n": 3}', "[1, 2, 3]"),
+    ]
+    replies = [_reply("wrong", _block("output", [3])), _reply("right", _block("output", [1, 2, 3]))]
+    frame = judge(
+        to_frame(replies, ResponseRecord),
+        to_frame(tasks, PredictionTaskRecord),
+        kinds={"mute_prediction": Mute()},
+        code_by_function={"f1": "def main_solution(n):\n    return n"},
+        run_inputs=lambda runs: [],
+    )
+    verdicts = {row["task_id"]: row for row in frame.iter_rows(named=True)}
+    assert verdicts["right"]["status"] == "correct"
+    assert verdicts["wrong"]["status"] == "judge_error"
+    assert verdicts["wrong"]["feedback"] == "judge_error: ValueError: cannot word it"
