@@ -210,11 +210,11 @@ class LocalCluster:
 
     def funnel(self, shards: Sequence[str]) -> dict[str, int]:
         """The shards' funnel as their stages reported it to the (PostgreSQL) instance."""
-        from codeio_dagster.funnel import add_funnels, shard_funnel
+        from codeio_dagster.funnel import add_funnels, shard_funnels
 
         turns = self.config().revision.turns
         with self.instance() as instance:
-            return add_funnels(shard_funnel(instance, s, turns) for s in shards)
+            return add_funnels(shard_funnels(instance, shards, turns).values())
 
 
 @contextlib.contextmanager
