@@ -4,7 +4,8 @@ It speaks the real chat-completions protocol on 127.0.0.1 so that runs on any Ra
 like a remote endpoint, and counts what it receives (`GET /stats`), so a test can prove that a
 rerun sends nothing. Replies: every file is refactored into one small function (the sum of a
 list); output predictions are wrong at turn 0 and right after feedback; input predictions are
-right; a file containing `kwarg_mismatch` gets a refactor whose every call raises. Every verdict
+right; a file containing `kwarg_mismatch` gets a refactor whose every call raises, and the first
+request containing `hold_first_reply` waits two minutes for its reply. Every verdict
 path and the revision turn then have work, with no model on the machine.
 
 Run: python -m codeio_dagster.cluster.stub_llm --port 8000
@@ -17,6 +18,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -47,6 +49,10 @@ A cashier adds up the prices in a basket. Given the list `numbers` of prices, wh
 # TypeError, as some real refactors do (given for files that contain this marker).
 BROKEN_MARKER = "kwarg_mismatch"
 BROKEN_REFACTOR = REFACTOR.replace("def main_solution(numbers):", "def main_solution(values):")
+# The first request whose body contains this marker is answered only after HOLD_SECONDS; the
+# same request again is answered at once.
+HOLD_MARKER = "hold_first_reply"
+HOLD_SECONDS = 120
 _JSON = re.compile(r"```json\n(.*?)\n```", re.S)
 
 
@@ -78,6 +84,7 @@ class StubLLM:
     def __init__(self, port: int = 0, reply: Callable[[list[dict]], str | int] = reply) -> None:
         self.requests: list[dict] = []
         self.hashes: list[str] = []
+        self._held: set[str] = set()
         self._lock = threading.Lock()
         outer = self
 
@@ -110,10 +117,16 @@ class StubLLM:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 body = json.loads(raw)
+                digest = hashlib.sha256(raw).hexdigest()
                 with outer._lock:
                     outer.requests.append(body)
-                    outer.hashes.append(hashlib.sha256(raw).hexdigest())
+                    outer.hashes.append(digest)
                     n = len(outer.requests)
+                    hold = HOLD_MARKER.encode() in raw and digest not in outer._held
+                    outer._held.add(digest)
+                if hold:
+                    # A run can then be caught in the middle of a step, whatever the machine's speed.
+                    time.sleep(HOLD_SECONDS)
                 content = reply(body["messages"])
                 if isinstance(content, int):
                     self._send(content, {"error": {"message": "scripted failure"}})

@@ -18,7 +18,7 @@ import pytest
 
 from codeio_dagster import storage
 from codeio_dagster.cluster.stack import DEMO_CORPUS, build_in_process, codeio_yaml, local_cluster
-from codeio_dagster.cluster.stub_llm import StubLLM
+from codeio_dagster.cluster.stub_llm import HOLD_MARKER, StubLLM
 
 # Each published config and the column that identifies its rows.
 CONFIGS = {"codeio": "task_id", "codeio_pp": "task_id", "unified": "function_id"}
@@ -127,7 +127,8 @@ def test_two_launches_of_one_shard_at_once_do_the_work_once(cluster):
 
 
 def test_a_killed_node_fails_its_run_and_a_rerun_completes_without_duplicates(cluster):
-    shard = _new_shard(cluster, "victim")
+    # Its refactor request is held by the stub, so the node dies while the run is in a step.
+    shard = _new_shard(cluster, HOLD_MARKER)
     victim = cluster.ray.add_node(victim=1)
     tags = {"dagster-ray/config": json.dumps({"resources": {"victim": 1}})}
     run_id = cluster.launch(shard, tags=tags)
