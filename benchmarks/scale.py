@@ -44,13 +44,7 @@ def main() -> int:
     parser.add_argument("--shards", type=int, default=2, help="shards per phase (two phases)")
     args = parser.parse_args()
 
-    from codeio_dagster.cluster.stack import (
-        DEMO_CORPUS,
-        build_in_process,
-        codeio_yaml,
-        local_cluster,
-    )
-    from codeio_dagster.cluster.stub_llm import StubLLM
+    from codeio_dagster.cluster.stack import DEMO_CORPUS, build_with_stub, local_cluster
 
     size = 3
     files = sorted(DEMO_CORPUS.glob("*.py"))[: 2 * args.shards * size]
@@ -63,22 +57,8 @@ def main() -> int:
         for path in files:
             shutil.copy(path, corpus / path.name)
 
-        stub = StubLLM().start()
-        try:
-            config = tmp / "codeio.yaml"
-            config.write_text(
-                codeio_yaml(
-                    data_dir=str(tmp / "data"),
-                    corpus=corpus,
-                    llm_url=stub.base_url,
-                    cache_path=str(tmp / "llm_cache.sqlite"),
-                    shard_size=size,
-                )
-            )
-            own = build_in_process(config)
-            requests_per_file = len(stub.requests) / len(files)
-        finally:
-            stub.close()
+        own, requests = build_with_stub(tmp, corpus, shard_size=size)
+        requests_per_file = requests / len(files)
         own_s = statistics.mean(own.values())
         # Per-file cost of everything but the model (stub replies are instant): parsing, the
         # sandbox, verification, assembly, publication, Dagster's own bookkeeping.

@@ -338,3 +338,27 @@ def build_in_process(config_path: Path, shards: Sequence[str] | None = None) -> 
                 raise RuntimeError(f"shard {shard} failed in process")
             seconds[shard] = time.perf_counter() - start
     return seconds
+
+
+def build_with_stub(
+    folder: Path, corpus: Path, *, shard_size: int, shards: Sequence[str] | None = None
+) -> tuple[dict[str, float], int]:
+    """Shards of `corpus` built in this process in `folder` (local data, SQLite request cache)
+    against a stub server of its own: (seconds per shard, requests the stub received)."""
+    from codeio_dagster.cluster.stub_llm import StubLLM
+
+    stub = StubLLM().start()
+    try:
+        path = folder / "codeio.yaml"
+        path.write_text(
+            codeio_yaml(
+                data_dir=str(folder / "data"),
+                corpus=corpus,
+                llm_url=stub.base_url,
+                cache_path=str(folder / "llm_cache.sqlite"),
+                shard_size=shard_size,
+            )
+        )
+        return build_in_process(path, shards), len(stub.requests)
+    finally:
+        stub.close()

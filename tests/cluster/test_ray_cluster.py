@@ -17,8 +17,8 @@ import polars as pl
 import pytest
 
 from codeio_dagster import storage
-from codeio_dagster.cluster.stack import DEMO_CORPUS, build_in_process, codeio_yaml, local_cluster
-from codeio_dagster.cluster.stub_llm import HOLD_MARKER, StubLLM
+from codeio_dagster.cluster.stack import DEMO_CORPUS, build_with_stub, local_cluster
+from codeio_dagster.cluster.stub_llm import HOLD_MARKER
 
 # Each published config and the column that identifies its rows.
 CONFIGS = {"codeio": "task_id", "codeio_pp": "task_id", "unified": "function_id"}
@@ -55,22 +55,8 @@ def _published(root, shards) -> dict[str, pl.DataFrame]:
 
 def _build_on_one_machine(tmp_path, corpus, shards) -> dict[str, pl.DataFrame]:
     """The same shards built in this process: local folders, SQLite cache, its own stub."""
-    stub = StubLLM().start()
-    try:
-        path = tmp_path / "codeio.yaml"
-        path.write_text(
-            codeio_yaml(
-                data_dir=str(tmp_path / "data"),
-                corpus=corpus,
-                llm_url=stub.base_url,
-                cache_path=str(tmp_path / "llm_cache.sqlite"),
-                shard_size=3,
-            )
-        )
-        build_in_process(path, shards)
-        return _published(tmp_path / "data" / "published", shards)
-    finally:
-        stub.close()
+    build_with_stub(tmp_path, corpus, shard_size=3, shards=shards)
+    return _published(tmp_path / "data" / "published", shards)
 
 
 def test_backfill_runs_on_both_nodes_matches_one_machine_and_reruns_send_nothing(cluster, tmp_path):
