@@ -1,4 +1,4 @@
-"""Cost of the pipeline's own work per raw file: one 200-file shard through the whole graph.
+"""Cost of the pipeline's own work per raw file: 200-file shards through the whole graph.
 
 The LLM is an instant OpenAI-compatible server (real HTTP, the chat-completions protocol) that
 replays the CodeI/O authors' own results for their 1,000-file sample
@@ -13,26 +13,37 @@ pipeline's, not a model's:
   output): wrongly at turn 0 for about half the prompts (chosen by a hash of the prompt, so
   reruns ask the same), rightly after feedback, so verdicts and the revision turn have work.
 
-`codeio demo` runs as its own process twice on the same shard (real nsjail, every limit as
-configured: one output- and one input-prediction task per function, one revision turn); the
-second run is the unchanged rerun. Printed: seconds per Dagster step (from the run's step
-stats), the whole process split into phases by its output lines (start, landing and stale check,
-code location, run submitted, dequeued, run process start, steps, funnel) and seconds per raw
-file for both runs, the LLM requests each sent,
-then the cost of publishing one more shard to a local folder that already holds 100 and 1,000
-shards. Last line: `seconds_per_file=X rerun_share=Y` (rerun seconds / first-run seconds).
+`codeio demo` runs as its own process twice on each shard asked for (`--shards`, default 0; a
+fresh project per shard; real nsjail, every limit as configured: one output- and one
+input-prediction task per function, one revision turn); the second run is the unchanged rerun.
+Printed per shard and run: seconds per Dagster step (from the run's step stats), the whole
+process split into phases by its output lines (start, landing and stale check, code location,
+run submitted, dequeued, run process start, steps, funnel), seconds per raw file and the LLM
+requests sent. For the first run also the sandbox's own work, read from the project's sandbox
+result cache: the summed `duration_ms` of the jobs per stage (each job's wall time in its jail,
+so it grows with the machine's load; a job's stage is the step whose time span holds the moment
+a reply was stored; inside io_pairs, the reply's shape tells the first pass from the determinism
+re-run), that sum over the jail count (the floor that job time alone sets with that many jails
+in parallel, jail start-up not counted) as seconds, seconds per raw file and share of the
+process, and the five functions with the most job seconds. Then the first shard's funnel, the
+cost of publishing one more shard to a local folder that already holds 100 and 1,000 shards, and
+a table of the shards' first runs. Last lines: `floor_seconds_per_file=Z` (mean over shards) and
+`seconds_per_file=X rerun_share=Y` (mean first-run seconds per raw file over shards; all reruns'
+seconds / all first runs' seconds).
 
-    .venv/bin/python benchmarks/pipeline.py [--shard 0] [--files 200] [--publish 100,1000]
+    .venv/bin/python benchmarks/pipeline.py [--shards 0,1,2] [--files 200] [--publish 100,1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import json
 import os
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -212,27 +223,109 @@ def split_phases(lines: list[tuple[float, str]], seconds: float) -> dict[str, fl
     return phases
 
 
-def step_seconds(
-    home: Path, config: Path, run_ids_before: set[str]
-) -> tuple[dict[str, float], set[str]]:
-    """Seconds per asset step of the runs new since `run_ids_before`; check steps summed."""
+def step_windows(
+    home: Path, run_ids_before: set[str]
+) -> tuple[list[tuple[str, float, float]], set[str]]:
+    """(step key, start, end) of every timed step of the runs new since `run_ids_before`."""
     os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg
 
+    with dg.DagsterInstance.get() as instance:
+        runs = {r.run_id for r in instance.get_runs()}
+        windows = [
+            (stat.step_key, stat.start_time, stat.end_time)
+            for run_id in runs - run_ids_before
+            for stat in instance.get_run_step_stats(run_id)
+            if stat.start_time is not None and stat.end_time is not None
+        ]
+    return windows, runs
+
+
+def step_seconds(config: Path, windows: list[tuple[str, float, float]]) -> dict[str, float]:
+    """Seconds per asset step; check steps summed."""
     from codeio_dagster.assets import build_assets
     from codeio_dagster.config import load_config
 
     assets = {k.to_user_string() for a in build_assets(load_config(config)) for k in a.keys}
-    with dg.DagsterInstance.get() as instance:
-        runs = {r.run_id for r in instance.get_runs()}
-        totals: dict[str, float] = defaultdict(float)
-        for run_id in runs - run_ids_before:
-            for stat in instance.get_run_step_stats(run_id):
-                if stat.start_time is None or stat.end_time is None:
-                    continue
-                key = stat.step_key if stat.step_key in assets else "(asset check steps)"
-                totals[key] += stat.end_time - stat.start_time
-    return dict(totals), runs
+    totals: dict[str, float] = defaultdict(float)
+    for step, start, end in windows:
+        totals[step if step in assets else "(asset check steps)"] += end - start
+    return dict(totals)
+
+
+def _stage_of(reply: dict, created_at: float, windows: list[tuple[str, float, float]]) -> str:
+    """Which stage ran a job: the step whose time span holds the moment its reply was stored;
+    inside io_pairs, the reply's shape tells the first pass from the determinism re-run."""
+    step = next((key for key, start, end in windows if start <= created_at <= end), None)
+    if step is None:
+        return "(stored outside any step)"
+    if step != "io_pairs":
+        return step
+    job_id = str(reply.get("id"))
+    if "results" in reply or ("#" in job_id and "output" not in reply):
+        # A re-run job ("<function>#<first pair>"); one that failed as a whole has no results.
+        return "io_pairs determinism re-run"
+    if "#" in job_id:
+        return "io_pairs given pairs"  # single calls ("<function>#<pair>") of imported pairs
+    return "io_pairs first pass"
+
+
+def sandbox_jobs(
+    root: Path, windows: list[tuple[str, float, float]]
+) -> list[tuple[str, str, float]]:
+    """(stage, function id, seconds) of every job in the project's sandbox result cache.
+
+    The cache stores one reply per distinct request (a request repeated within a run counts
+    once) with the `duration_ms` its jail measured from receiving the job to its reply, so jail
+    start-up is not in it. Read right after the first run, it holds exactly what that run ran.
+    """
+    import polars as pl
+
+    tasks = pl.read_parquet(root / "data" / "assets" / "prediction_tasks" / "*.parquet")
+    function_of_task = dict(tasks.select("task_id", "function_id").iter_rows())
+    path = root / "data" / "cache" / "sandbox_results.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT reply, created_at FROM sandbox_replies").fetchall()
+    jobs = []
+    for text, created_at in rows:
+        reply = json.loads(text)
+        job_id = str(reply.get("id")).split("#")[0]
+        function = function_of_task.get(job_id, job_id)
+        seconds = float(reply.get("duration_ms") or 0.0) / 1000
+        jobs.append((_stage_of(reply, created_at, windows), function, seconds))
+    return jobs
+
+
+def report_sandbox(
+    jobs: list[tuple[str, str, float]], jails: int, process_s: float, files: int
+) -> float:
+    """Print the sandbox's own work and the floor it sets; returns the floor in seconds."""
+    stages: dict[str, list[float]] = defaultdict(list)
+    by_function: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for stage, function, seconds in jobs:
+        stages[stage].append(seconds)
+        by_function[function][stage] += seconds
+    print("  sandbox jobs (the result cache's replies; duration_ms as each jail timed the job):")
+    order = ["io_pairs first pass", "io_pairs determinism re-run"]
+    for stage in sorted(stages, key=lambda s: (order.index(s) if s in order else 2, s)):
+        print(f"    {stage:<36} {len(stages[stage]):5d} jobs {sum(stages[stage]):8.2f} s")
+    total = sum(seconds for _, _, seconds in jobs)
+    floor = total / jails
+    print(
+        f"  sandbox job time {total:.1f} s over {jails} jails: a floor of {floor:.1f} s "
+        f"({floor / files:.3f} s per raw file), {100 * floor / process_s:.0f} % of the process"
+    )
+    print("  slowest functions by job seconds (all stages; first pass, re-run, the rest):")
+    slowest = sorted(by_function.items(), key=lambda kv: -sum(kv[1].values()))[:5]
+    for function, seconds in slowest:
+        first = seconds.get(order[0], 0.0)
+        rerun = seconds.get(order[1], 0.0)
+        rest = sum(v for stage, v in seconds.items() if stage not in order)
+        print(
+            f"    {function:<20} {sum(seconds.values()):7.2f} s  "
+            f"({first:.2f} + {rerun:.2f} + {rest:.2f})"
+        )
+    return floor
 
 
 def publication_costs(root: Path, points: list[int], sample: int = 5) -> dict[int, float]:
@@ -263,54 +356,88 @@ def publication_costs(root: Path, points: list[int], sample: int = 5) -> dict[in
     return costs
 
 
+def _count(funnel: str, label: str) -> str:
+    match = re.search(rf"^\s*{label}\s+(\d+)$", funnel, re.M)
+    return match.group(1) if match else "?"
+
+
+def run_shard(shard: int, rows: list[dict], root: Path, stub) -> dict:
+    """A fresh project on one shard: the first run, its sandbox work, the unchanged rerun."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = write_project(root, rows, stub.base_url)
+    home = root / "dagster_home"
+    home.mkdir(exist_ok=True)
+    from codeio_dagster.config import load_config
+
+    jails = load_config(config).sandbox.worker_count()
+    results, seen = [], set()
+    for label in ("first run", "unchanged rerun"):
+        result = run_demo(root, config, stub)
+        windows, seen = step_windows(home, seen)
+        steps = step_seconds(config, windows)
+        results.append(result)
+        print(f"== shard {shard}, {label}: codeio demo on {len(rows)} raw files")
+        for step, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+            print(f"  {step:<34} {seconds:8.2f} s")
+        outside = result["seconds"] - sum(steps.values())
+        print(f"  {'(outside steps: start, landing, runs)':<34} {outside:8.2f} s")
+        print("  the whole process by phase (from its output lines as they came):")
+        for phase, seconds in result["phases"].items():
+            print(f"    {phase:<38} {seconds:8.2f} s")
+        print(
+            f"  whole process {result['seconds']:.2f} s, "
+            f"{result['seconds'] / len(rows):.4f} s per raw file, "
+            f"{result['requests']} LLM requests"
+        )
+        if label == "first run":
+            jobs = sandbox_jobs(root, windows)
+            floor = report_sandbox(jobs, jails, result["seconds"], len(rows))
+    first, rerun = results
+    funnel = first["stdout"].split("funnel", 1)[-1].split("elapsed")[0]
+    return {
+        "shard": shard,
+        "files": len(rows),
+        "seconds": first["seconds"],
+        "rerun_seconds": rerun["seconds"],
+        "floor": floor,
+        "funnel": funnel,
+        "functions": _count(funnel, "functions with enough I/O pairs"),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shard", type=int, default=0, help="which 200-row block of the 1k file")
-    parser.add_argument("--files", type=int, default=200, help="raw files in the shard")
+    parser.add_argument(
+        "--shards", default="0", help="200-row blocks of the 1k file, each a fresh project: 0,1,2"
+    )
+    parser.add_argument("--shard", type=int, help="one shard (the same as --shards N)")
+    parser.add_argument("--files", type=int, default=200, help="raw files in a shard")
     parser.add_argument("--publish", default="100,1000", help="published shard counts to time")
-    parser.add_argument("--keep", help="work in this folder and keep it")
+    parser.add_argument("--keep", help="work in this folder (a project per shard) and keep it")
     args = parser.parse_args()
+    shards = [args.shard] if args.shard is not None else [int(s) for s in args.shards.split(",")]
     if not RAW.exists() or not PARSED.exists():
         print(f"fixtures not found under {FIXTURES}: this benchmark needs ../shared/fixtures")
         return 1
     raw_rows = [json.loads(line) for line in RAW.read_text().splitlines() if line.strip()]
     parsed_rows = [json.loads(line) for line in PARSED.read_text().splitlines() if line.strip()]
-    shard_rows = raw_rows[args.shard * args.files : (args.shard + 1) * args.files]
+    blocks = {s: raw_rows[s * args.files : (s + 1) * args.files] for s in shards}
+    if not all(blocks.values()):
+        empty = [s for s, rows in blocks.items() if not rows]
+        print(f"shard(s) {empty} are past the end of {RAW.name} ({len(raw_rows)} rows)")
+        return 1
     # The graph tests' chat-completions server (real HTTP on 127.0.0.1), replaying the sample.
     sys.path.insert(0, str(ROOT))
     from tests.graph.conftest import ScriptedLLM
 
     stub = ScriptedLLM(reply=Replayer(raw_rows, parsed_rows).reply)
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="codeio-pipeline-bench-")
-    root = Path(args.keep or tmp.name).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    base = Path(args.keep or tmp.name).resolve()
     try:
-        config = write_project(root, shard_rows, stub.base_url)
-        home = root / "dagster_home"
-        home.mkdir(exist_ok=True)
-        results, seen = [], set()
-        for label in ("first run", "unchanged rerun"):
-            result = run_demo(root, config, stub)
-            steps, seen_now = step_seconds(home, config, seen)
-            seen = seen_now
-            results.append(result)
-            print(f"== {label}: codeio demo on {len(shard_rows)} raw files")
-            for step, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
-                print(f"  {step:<34} {seconds:8.2f} s")
-            outside = result["seconds"] - sum(steps.values())
-            print(f"  {'(outside steps: start, landing, runs)':<34} {outside:8.2f} s")
-            print("  the whole process by phase (from its output lines as they came):")
-            for phase, seconds in result["phases"].items():
-                print(f"    {phase:<38} {seconds:8.2f} s")
-            print(
-                f"  whole process {result['seconds']:.2f} s, "
-                f"{result['seconds'] / len(shard_rows):.4f} s per raw file, "
-                f"{result['requests']} LLM requests"
-            )
-        funnel = results[0]["stdout"].split("funnel", 1)[-1].split("elapsed")[0]
-        print("== funnel of the first run" + funnel.rstrip())
+        done = [run_shard(s, blocks[s], base / f"shard-{s}", stub) for s in shards]
+        print(f"== funnel of shard {shards[0]}'s first run" + done[0]["funnel"].rstrip())
         points = [int(p) for p in args.publish.split(",") if p]
-        costs = publication_costs(root, points)
+        costs = publication_costs(base / f"shard-{shards[0]}", points)
         print("== publishing one shard into a local folder that holds N shards")
         for point in points:
             print(f"  N={point:<6} {costs[point] * 1000:8.1f} ms")
@@ -318,11 +445,30 @@ def main() -> int:
             print(
                 f"  ratio N={points[-1]} / N={points[0]}: {costs[points[-1]] / costs[points[0]]:.2f}"
             )
-        first, rerun = results
+        print("== first runs per shard (floor: sandbox job seconds / jails)")
+        # "s/file - floor": what the process costs per raw file beyond the sandbox jobs' floor.
         print(
-            f"seconds_per_file={first['seconds'] / len(shard_rows):.4f} "
-            f"rerun_share={rerun['seconds'] / first['seconds']:.3f}"
+            "  shard  functions  seconds  s/file  floor s  floor s/file  floor share  "
+            "s/file - floor  rerun share"
         )
+        for r in done:
+            print(
+                f"  {r['shard']:>5}  {r['functions']:>9}  {r['seconds']:7.2f}  "
+                f"{r['seconds'] / r['files']:6.4f}  {r['floor']:7.2f}  "
+                f"{r['floor'] / r['files']:12.4f}  {100 * r['floor'] / r['seconds']:9.0f} %  "
+                f"{(r['seconds'] - r['floor']) / r['files']:14.4f}  "
+                f"{r['rerun_seconds'] / r['seconds']:11.3f}"
+            )
+        per_file = statistics.mean(r["seconds"] / r["files"] for r in done)
+        floor_per_file = statistics.mean(r["floor"] / r["files"] for r in done)
+        if len(done) > 1:
+            print(
+                f"  mean {per_file:.4f} s per raw file, floor {floor_per_file:.4f}, "
+                f"beyond the floor {per_file - floor_per_file:.4f}"
+            )
+        print(f"floor_seconds_per_file={floor_per_file:.4f}")
+        rerun_share = sum(r["rerun_seconds"] for r in done) / sum(r["seconds"] for r in done)
+        print(f"seconds_per_file={per_file:.4f} rerun_share={rerun_share:.3f}")
     finally:
         stub.close()
         if tmp is not None:
