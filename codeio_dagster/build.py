@@ -76,7 +76,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_path(given: str | None) -> Path:
-    from codeio_dagster.config import CONFIG_ENV, DEFAULT_CONFIG
+    from codeio_dagster import CONFIG_ENV, DEFAULT_CONFIG
 
     return Path(given or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
 
@@ -134,17 +134,33 @@ def build(
 
     `report(config, funnel, shard names)` runs after a build that passed, with the funnel of
     every shard as the stages reported it (`codeio demo` prints it)."""
-    from codeio_dagster.config import CONFIG_ENV, ConfigError, load_config
+    from codeio_dagster import CONFIG_ENV
+    from codeio_dagster.code_server import CodeServer
 
     started = time.monotonic()
+    # The code location (a code server process, and any run it launches) reads the same file.
+    os.environ[CONFIG_ENV] = str(path)
+    home = dagster_home()
+    server = CodeServer(DEFINITIONS_MODULE, LOCATION, path.parent)
+    # A home where no build has left every shard up to date has runs ahead: the code server
+    # loads (about 3 s) while this process loads the config, lands and asks what is stale.
+    # Elsewhere it starts once the build knows that something changed.
+    if path.is_file() and not (home / UP_TO_DATE).exists():
+        server.start()
+    try:
+        return _build(path, shards, report, home, server, started)
+    finally:
+        server.stop()
+
+
+def _build(path: Path, shards, report, home: Path, server, started: float) -> int:
+    from codeio_dagster.config import ConfigError, load_config
+
     try:
         config = load_config(path)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    # The code location (a code server process, and any run it launches) reads the same file.
-    os.environ[CONFIG_ENV] = str(path)
-    home = dagster_home()
     from codeio_dagster.landing import Landing
     from codeio_dagster.shards import land_new_shards
 
@@ -175,6 +191,7 @@ def build(
             report(config, known["funnel"], names)
         return 0
 
+    server.start()
     import dagster as dg
 
     from codeio_dagster.assets import build_assets
@@ -195,7 +212,7 @@ def build(
             say(f"shard {shard} is up to date: skipped")
     if todo:
         say(f"loading the code location {LOCATION} ...")
-        with code_location(instance, path.parent) as (process, context, location, repo):
+        with code_location(instance, server) as (process, context, location, repo):
             every = set(repo.asset_graph.materializable_asset_keys)
             # Only asset steps are announced; a check step is named when it does not pass.
             assets = {k.path[-1] for k in every}
@@ -309,20 +326,17 @@ def write_up_to_date(home: Path, stamp: str | None, funnel: dict[str, int]) -> N
 
 
 @contextmanager
-def code_location(instance, working_directory: Path) -> Iterator[tuple]:
-    """The project's code location, served by a code server process as `dagster dev` would."""
+def code_location(instance, server) -> Iterator[tuple]:
+    """The project's code location, served by `server` (a code_server.CodeServer)."""
     from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import ModuleTarget
 
-    target = ModuleTarget(
-        module_name=DEFINITIONS_MODULE,
-        attribute=None,
-        working_directory=str(working_directory),
-        location_name=LOCATION,
-    )
-    with WorkspaceProcessContext(
-        instance, target, version="", code_server_log_level="WARNING"
-    ) as process_context:
+    from codeio_dagster.code_server import CodeServerError
+
+    try:
+        target = server.target()
+    except CodeServerError as err:
+        raise BuildError(str(err)) from err
+    with WorkspaceProcessContext(instance, target, version="") as process_context:
         context = process_context.create_request_context()
         errors = context.code_location_errors()
         if errors:

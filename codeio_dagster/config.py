@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from codeio_dagster import CONFIG_ENV, DEFAULT_CONFIG
 from codeio_dagster.config_checks import path_problems, source_problems, task_problems
 from codeio_dagster.config_errors import ConfigError, format_errors, yaml_problem
 from codeio_dagster.llm import LLMSettings, SamplingParams
@@ -30,9 +31,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-CONFIG_ENV = "CODEIO_CONFIG"
-DEFAULT_CONFIG = "codeio.yaml"
 
 
 class Strict(BaseModel):

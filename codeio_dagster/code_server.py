@@ -1,0 +1,166 @@
+"""The code location's gRPC server for `codeio build`, started before the build knows it needs it.
+
+A code server is a Python process that imports Dagster and the project's definitions: about 3 s
+on these machines before it answers. `dagster dev` pays that once; a build used to pay it after
+loading its config, landing raw code and asking the instance what is stale, one after the other.
+Started first, the server loads on the other core while the build does that work, and the build
+connects to it when it has runs to launch. It is the same `dagster api grpc` command Dagster
+runs for a workspace's Python module, on a socket of its own; it stops when the build ends, or
+by itself (`--heartbeat`) if the build is killed before it can stop it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+# Dagster's own managed code servers use the same pair: a beat every few seconds, and a server
+# that hears none for this long shuts down once its runs have finished.
+HEARTBEAT_TIMEOUT_S = 45
+_HEARTBEAT_EVERY_S = 5.0
+_STARTUP_TIMEOUT_S = 120
+
+
+class CodeServerError(Exception):
+    """The code server exited or did not answer; the message says which and how to see why."""
+
+
+class CodeServer:
+    """One `dagster api grpc` process serving `module` as the code location `location_name`."""
+
+    def __init__(self, module: str, location_name: str, working_directory: Path):
+        self.module = module
+        self.location_name = location_name
+        self.working_directory = Path(working_directory)
+        self._folder: str | None = None
+        self._process: subprocess.Popen | None = None
+        self._client = None
+        self._stop_beating = threading.Event()
+        self._beats: threading.Thread | None = None
+
+    @property
+    def socket(self) -> str:
+        assert self._folder is not None, "CodeServer.start() first"
+        return os.path.join(self._folder, "grpc.sock")
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "dagster",
+            "api",
+            "grpc",
+            # A definitions module that fails to load is reported by the server, not fatal to it.
+            "--lazy-load-user-code",
+            "--socket",
+            self.socket,
+            "--heartbeat",
+            "--heartbeat-timeout",
+            str(HEARTBEAT_TIMEOUT_S),
+            "--log-level",
+            "WARNING",
+            "--inject-env-vars-from-instance",
+            "--location-name",
+            self.location_name,
+            "-m",
+            self.module,
+            "-d",
+            str(self.working_directory),
+        ]
+
+    def start(self) -> CodeServer:
+        """Start the process (its instance is $DAGSTER_HOME's, as set now); returns at once."""
+        if self._process is not None:
+            return self
+        # A short path: a Unix socket's path is limited to about 100 bytes.
+        self._folder = tempfile.mkdtemp(prefix="codeio-grpc-")
+        self._process = subprocess.Popen(
+            self.command(), cwd=self.working_directory, env=dict(os.environ)
+        )
+        return self
+
+    @property
+    def started(self) -> bool:
+        return self._process is not None
+
+    def target(self):
+        """Wait until the server answers, keep it alive, and return the workspace target for it."""
+        from dagster._core.errors import DagsterUserCodeUnreachableError
+        from dagster._core.workspace.load_target import GrpcServerTarget
+        from dagster._grpc.client import DagsterGrpcClient
+
+        self.start()
+        assert self._process is not None
+        if self._client is None:
+            client = DagsterGrpcClient(socket=self.socket, host="localhost")
+            waited = 0.0
+            while True:
+                try:
+                    client.ping("")
+                    break
+                except DagsterUserCodeUnreachableError as exc:
+                    error = exc
+                code = self._process.poll()
+                if code is not None:
+                    raise CodeServerError(
+                        f"the code server for {self.module} exited with status {code} while "
+                        f"starting (its output is above); command: {' '.join(self.command())}"
+                    )
+                if waited > _STARTUP_TIMEOUT_S:
+                    raise CodeServerError(
+                        f"the code server for {self.module} did not answer within "
+                        f"{_STARTUP_TIMEOUT_S} s: {error}"
+                    )
+                self._stop_beating.wait(0.05)
+                waited += 0.05
+            self._client = client
+            self._beats = threading.Thread(
+                target=self._beat, name="codeio-code-server-heartbeat", daemon=True
+            )
+            self._beats.start()
+        return GrpcServerTarget(
+            host="localhost", port=None, socket=self.socket, location_name=self.location_name
+        )
+
+    def _beat(self) -> None:
+        while not self._stop_beating.wait(_HEARTBEAT_EVERY_S):
+            try:
+                self._client.heartbeat("codeio")
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the server waits 45 s
+                continue
+
+    def stop(self) -> None:
+        """Ask the server to shut down (it finishes its runs first), then make sure it is gone."""
+        self._stop_beating.set()
+        process, self._process = self._process, None
+        if process is not None:
+            if self._client is None:
+                process.terminate()  # never used: no run of it to wait for
+            elif process.poll() is None:
+                try:
+                    self._client.shutdown_server()
+                except Exception:  # noqa: BLE001 - terminated below if it did not hear
+                    process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def __enter__(self) -> CodeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
