@@ -33,8 +33,15 @@ class CodeServerError(Exception):
 class CodeServer:
     """One `dagster api grpc` process serving `module` as the code location `location_name`."""
 
-    def __init__(self, module: str, location_name: str, working_directory: Path):
+    def __init__(
+        self,
+        module: str,
+        location_name: str,
+        working_directory: Path,
+        heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S,
+    ):
         self.module = module
+        self.heartbeat_timeout_s = heartbeat_timeout_s
         self.location_name = location_name
         self.working_directory = Path(working_directory)
         self._folder: str | None = None
@@ -61,7 +68,7 @@ class CodeServer:
             self.socket,
             "--heartbeat",
             "--heartbeat-timeout",
-            str(HEARTBEAT_TIMEOUT_S),
+            str(self.heartbeat_timeout_s),
             "--log-level",
             "WARNING",
             "--inject-env-vars-from-instance",
@@ -128,7 +135,8 @@ class CodeServer:
         )
 
     def _beat(self) -> None:
-        while not self._stop_beating.wait(_HEARTBEAT_EVERY_S):
+        every = min(_HEARTBEAT_EVERY_S, self.heartbeat_timeout_s / 4)
+        while not self._stop_beating.wait(every):
             try:
                 self._client.heartbeat("codeio")
             except Exception:  # noqa: BLE001 - a missed beat is retried; the server waits 45 s

@@ -1,0 +1,119 @@
+"""The code server `codeio build` starts early: it serves the location, and it never outlives
+the build, whether the build stops it, never used it, or is killed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from codeio_dagster.build import DEFINITIONS_MODULE, JOB, LOCATION
+from codeio_dagster.code_server import CodeServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def project_env(tmp_path, monkeypatch):
+    """A fresh DAGSTER_HOME and the shipped config, as `codeio build` sets them."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("CODEIO_CONFIG", str(ROOT / "codeio.yaml"))
+    return home
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie of ours counts as gone: reap it if it is our child.
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def test_serves_the_location_job_and_stops_with_nothing_left(project_env):
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+
+    server = CodeServer(DEFINITIONS_MODULE, LOCATION, ROOT).start()
+    pid = server._process.pid
+    socket_dir = Path(server.socket).parent
+    try:
+        with (
+            dg.DagsterInstance.get() as instance,
+            WorkspaceProcessContext(instance, server.target(), version="") as process,
+        ):
+            context = process.create_request_context()
+            assert not context.code_location_errors()
+            location = context.get_code_location(LOCATION)
+            (repo,) = location.get_repositories().values()
+            assert JOB in {job.name for job in repo.get_all_jobs()}
+    finally:
+        server.stop()
+    assert _gone(pid, 5), "the code server still runs after stop()"
+    assert not socket_dir.exists()
+
+
+def test_a_server_never_used_is_stopped_at_once(project_env):
+    server = CodeServer(DEFINITIONS_MODULE, LOCATION, ROOT).start()
+    pid = server._process.pid
+    started = time.monotonic()
+    server.stop()
+    assert _gone(pid, 5)
+    # Not the 15 s a used server is given to finish its runs.
+    assert time.monotonic() - started < 10
+
+
+def test_a_broken_definitions_module_is_reported_not_hung(project_env, tmp_path):
+    (tmp_path / "broken_defs.py").write_text("raise RuntimeError('no definitions here')\n")
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+
+    with CodeServer("broken_defs", LOCATION, tmp_path) as server:
+        with (
+            dg.DagsterInstance.get() as instance,
+            WorkspaceProcessContext(instance, server.target(), version="") as process,
+        ):
+            errors = process.create_request_context().code_location_errors()
+    assert errors and "no definitions here" in errors[0].to_string()
+
+
+def test_a_killed_owner_leaves_no_server_behind(project_env, tmp_path):
+    """The server hears no heartbeat once its owner is gone, and shuts down by itself."""
+    owner = textwrap.dedent(
+        f"""
+        import os, sys
+        from pathlib import Path
+        from codeio_dagster.code_server import CodeServer
+        server = CodeServer({DEFINITIONS_MODULE!r}, {LOCATION!r}, Path({str(ROOT)!r}),
+                            heartbeat_timeout_s=3)
+        server.target()
+        print("PID", server._process.pid, flush=True)
+        os.kill(os.getpid(), 9)
+        """
+    )
+    # The orphan inherits the owner's output: a file, so nothing waits for the pipe to close.
+    log = tmp_path / "owner.log"
+    with open(log, "w") as out:
+        code = subprocess.run(
+            [sys.executable, "-c", owner], stdout=out, stderr=subprocess.STDOUT, timeout=180
+        ).returncode
+    text = log.read_text()
+    assert code == -9, text
+    pid = int(text.split("PID ", 1)[1].split()[0])
+    assert not _gone(pid, 0.5), "the server should outlive its owner until its heartbeat timeout"
+    assert _gone(pid, 30), "the orphaned code server did not shut down after its heartbeat timeout"
