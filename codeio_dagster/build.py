@@ -145,15 +145,57 @@ def build(
     # A home where no build has left every shard up to date has runs ahead: the code server
     # loads (about 3 s) while this process loads the config, lands and asks what is stale.
     # Elsewhere it starts once the build knows that something changed.
+    instance = None
     if path.is_file() and not (home / UP_TO_DATE).exists():
-        server.start()
+        instance = start_code_server(server, home)
     try:
-        return _build(path, shards, report, home, server, started)
+        return _build(path, shards, report, home, server, instance, started)
     finally:
         server.stop()
 
 
-def _build(path: Path, shards, report, home: Path, server, started: float) -> int:
+def start_code_server(server, home: Path):
+    """Start the code server; returns the instance when this process had to create it first.
+
+    Two processes creating a fresh home's storage at once collide (each stamps the new SQLite
+    files' schema version), so on a home without its default storage files yet, or with storage
+    configured elsewhere, this process creates the instance before the server starts."""
+    if server.started:
+        return None
+    instance = None
+    if not default_storage_ready(home):
+        import dagster as dg
+
+        instance = instance or dg.DagsterInstance.get()
+    server.start()
+    return instance
+
+
+# The files of a DAGSTER_HOME's default SQLite storage, once it has been created.
+_STORAGE_FILES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
+
+
+def default_storage_ready(home: Path) -> bool:
+    """Whether the home keeps Dagster's default SQLite storage and it exists already."""
+    return default_storage_settings(home) is not None and all(
+        (home / name).is_file() for name in _STORAGE_FILES
+    )
+
+
+def default_storage_settings(home: Path) -> dict | None:
+    """The home's dagster.yaml settings, or None when it moves storage out of its SQLite files."""
+    import yaml
+
+    try:
+        settings = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(settings, dict) or any(key in settings for key in _STORAGE_KEYS):
+        return None
+    return settings
+
+
+def _build(path: Path, shards, report, home: Path, server, instance, started: float) -> int:
     from codeio_dagster.config import ConfigError, load_config
 
     try:
@@ -191,14 +233,14 @@ def _build(path: Path, shards, report, home: Path, server, started: float) -> in
             report(config, known["funnel"], names)
         return 0
 
-    server.start()
+    instance = start_code_server(server, home) or instance
     import dagster as dg
 
     from codeio_dagster.assets import build_assets
     from codeio_dagster.partitions import add_missing_shards
     from codeio_dagster.versions import stale_by_shard
 
-    instance = dg.DagsterInstance.get()
+    instance = instance or dg.DagsterInstance.get()
     announce_telemetry(instance, home)
     add_missing_shards(instance, names)
 
@@ -276,13 +318,11 @@ def up_to_date_stamp(home: Path, config, landing, shards: Sequence[str]) -> str 
     import hashlib
     import json
 
-    import yaml
-
     from codeio_dagster.storage import list_files
     from codeio_dagster.versions import source_digest
 
-    settings = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
-    if not isinstance(settings, dict) or any(key in settings for key in _STORAGE_KEYS):
+    settings = default_storage_settings(home)
+    if settings is None:
         return None
     files = {}
     for folder in ("history", "schedules"):

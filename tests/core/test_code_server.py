@@ -83,12 +83,12 @@ def test_a_broken_definitions_module_is_reported_not_hung(project_env, tmp_path)
     import dagster as dg
     from dagster._core.workspace.context import WorkspaceProcessContext
 
-    with CodeServer("broken_defs", LOCATION, tmp_path) as server:
-        with (
-            dg.DagsterInstance.get() as instance,
-            WorkspaceProcessContext(instance, server.target(), version="") as process,
-        ):
-            errors = process.create_request_context().code_location_errors()
+    with (
+        CodeServer("broken_defs", LOCATION, tmp_path) as server,
+        dg.DagsterInstance.get() as instance,
+        WorkspaceProcessContext(instance, server.target(), version="") as process,
+    ):
+        errors = process.create_request_context().code_location_errors()
     assert errors and "no definitions here" in errors[0].to_string()
 
 
@@ -117,3 +117,53 @@ def test_a_killed_owner_leaves_no_server_behind(project_env, tmp_path):
     pid = int(text.split("PID ", 1)[1].split()[0])
     assert not _gone(pid, 0.5), "the server should outlive its owner until its heartbeat timeout"
     assert _gone(pid, 30), "the orphaned code server did not shut down after its heartbeat timeout"
+
+
+class _Recorder:
+    """Stands in for a CodeServer: records whether the home's storage existed when started."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.started = False
+        self.storage_then: bool | None = None
+
+    def start(self):
+        from codeio_dagster.build import default_storage_ready
+
+        self.started = True
+        self.storage_then = default_storage_ready(self.home)
+        return self
+
+
+def test_a_fresh_home_gets_its_storage_before_the_server_starts(tmp_path, monkeypatch):
+    """Two processes creating a fresh SQLite storage at once collide (alembic: "more than one
+    head"): the build creates it, then starts the server."""
+    from codeio_dagster.build import dagster_home, default_storage_ready, start_code_server
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    home = dagster_home()
+    assert not default_storage_ready(home)
+    server = _Recorder(home)
+    instance = start_code_server(server, home)
+    assert instance is not None and server.started and server.storage_then is True
+    instance.dispose()
+    # Once it exists, the server starts at once and this process creates nothing.
+    again = _Recorder(home)
+    assert start_code_server(again, home) is None and again.storage_then is True
+
+
+def test_storage_kept_elsewhere_is_created_here_first(tmp_path, monkeypatch):
+    from codeio_dagster.build import default_storage_ready, start_code_server
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        f"storage:\n  sqlite:\n    base_dir: {tmp_path / 'elsewhere'}\n"
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert not default_storage_ready(home)
+    server = _Recorder(home)
+    instance = start_code_server(server, home)
+    assert instance is not None and server.started
+    assert (tmp_path / "elsewhere").exists()
+    instance.dispose()
