@@ -145,30 +145,26 @@ def build(
     # A home where no build has left every shard up to date has runs ahead: the code server
     # loads (about 3 s) while this process loads the config, lands and asks what is stale.
     # Elsewhere it starts once the build knows that something changed.
-    instance = None
+    storage_by_server = False
     if path.is_file() and not (home / UP_TO_DATE).exists():
-        instance = start_code_server(server, home)
+        storage_by_server = start_code_server(server, home)
     try:
-        return _build(path, shards, report, home, server, instance, started)
+        return _build(path, shards, report, home, server, storage_by_server, started)
     finally:
         server.stop()
 
 
-def start_code_server(server, home: Path):
-    """Start the code server; returns the instance when this process had to create it first.
+def start_code_server(server, home: Path) -> bool:
+    """Start the code server (if not yet); True when it creates the instance's storage.
 
     Two processes creating a fresh home's storage at once collide (each stamps the new SQLite
-    files' schema version), so on a home without its default storage files yet, or with storage
-    configured elsewhere, this process creates the instance before the server starts."""
+    files' schema version: alembic then finds "more than one head"), so when the home has no
+    storage yet (or keeps it elsewhere, where this process cannot tell), the server creates it
+    and this process opens the instance only once the server answers."""
     if server.started:
-        return None
-    instance = None
-    if not default_storage_ready(home):
-        import dagster as dg
-
-        instance = instance or dg.DagsterInstance.get()
+        return False
     server.start()
-    return instance
+    return not default_storage_ready(home)
 
 
 # The files of a DAGSTER_HOME's default SQLite storage, once it has been created.
@@ -195,7 +191,9 @@ def default_storage_settings(home: Path) -> dict | None:
     return settings
 
 
-def _build(path: Path, shards, report, home: Path, server, instance, started: float) -> int:
+def _build(
+    path: Path, shards, report, home: Path, server, storage_by_server: bool, started: float
+) -> int:
     from codeio_dagster.config import ConfigError, load_config
 
     try:
@@ -233,14 +231,16 @@ def _build(path: Path, shards, report, home: Path, server, instance, started: fl
             report(config, known["funnel"], names)
         return 0
 
-    instance = start_code_server(server, home) or instance
+    storage_by_server = start_code_server(server, home) or storage_by_server
     import dagster as dg
 
     from codeio_dagster.assets import build_assets
     from codeio_dagster.partitions import add_missing_shards
     from codeio_dagster.versions import stale_by_shard
 
-    instance = instance or dg.DagsterInstance.get()
+    if storage_by_server:
+        code_server_target(server)  # answering, its instance (and storage) exists
+    instance = dg.DagsterInstance.get()
     announce_telemetry(instance, home)
     add_missing_shards(instance, names)
 
@@ -365,18 +365,24 @@ def write_up_to_date(home: Path, stamp: str | None, funnel: dict[str, int]) -> N
         tmp.write_text(json.dumps({"stamp": stamp, "funnel": funnel}))
 
 
+def code_server_target(server):
+    """The workspace target of the started server, once it answers; BuildError if it cannot."""
+    from codeio_dagster.code_server import CodeServerError
+
+    try:
+        return server.target()
+    except CodeServerError as err:
+        raise BuildError(str(err)) from err
+
+
 @contextmanager
 def code_location(instance, server) -> Iterator[tuple]:
     """The project's code location, served by `server` (a code_server.CodeServer)."""
     from dagster._core.workspace.context import WorkspaceProcessContext
 
-    from codeio_dagster.code_server import CodeServerError
-
-    try:
-        target = server.target()
-    except CodeServerError as err:
-        raise BuildError(str(err)) from err
-    with WorkspaceProcessContext(instance, target, version="") as process_context:
+    with WorkspaceProcessContext(
+        instance, code_server_target(server), version=""
+    ) as process_context:
         context = process_context.create_request_context()
         errors = context.code_location_errors()
         if errors:

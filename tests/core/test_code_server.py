@@ -119,51 +119,52 @@ def test_a_killed_owner_leaves_no_server_behind(project_env, tmp_path):
     assert _gone(pid, 30), "the orphaned code server did not shut down after its heartbeat timeout"
 
 
-class _Recorder:
-    """Stands in for a CodeServer: records whether the home's storage existed when started."""
-
-    def __init__(self, home: Path):
-        self.home = home
-        self.started = False
-        self.storage_then: bool | None = None
-
-    def start(self):
-        from codeio_dagster.build import default_storage_ready
-
-        self.started = True
-        self.storage_then = default_storage_ready(self.home)
-        return self
-
-
-def test_a_fresh_home_gets_its_storage_before_the_server_starts(tmp_path, monkeypatch):
+def test_on_a_fresh_home_the_server_creates_the_storage_and_the_build_waits_for_it(
+    tmp_path, monkeypatch
+):
     """Two processes creating a fresh SQLite storage at once collide (alembic: "more than one
-    head"): the build creates it, then starts the server."""
-    from codeio_dagster.build import dagster_home, default_storage_ready, start_code_server
+    head"): the server creates it, and the build opens the instance once the server answers."""
+    import dagster as dg
+
+    from codeio_dagster.build import (
+        code_server_target,
+        dagster_home,
+        default_storage_ready,
+        start_code_server,
+    )
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CODEIO_CONFIG", str(ROOT / "codeio.yaml"))
+    home = dagster_home()
+    server = CodeServer(DEFINITIONS_MODULE, LOCATION, ROOT)
+    try:
+        assert start_code_server(server, home) is True
+        code_server_target(server)
+        assert default_storage_ready(home)
+        with dg.DagsterInstance.get() as instance:
+            assert instance.get_runs() == []
+    finally:
+        server.stop()
+    # Once it exists, nothing waits: the server starts and the build goes on.
+    again = CodeServer(DEFINITIONS_MODULE, LOCATION, ROOT)
+    try:
+        assert start_code_server(again, home) is False
+    finally:
+        again.stop()
+
+
+def test_storage_kept_elsewhere_is_left_to_the_server_first(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from codeio_dagster.build import dagster_home, default_storage_ready
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     home = dagster_home()
-    assert not default_storage_ready(home)
-    server = _Recorder(home)
-    instance = start_code_server(server, home)
-    assert instance is not None and server.started and server.storage_then is True
-    instance.dispose()
-    # Once it exists, the server starts at once and this process creates nothing.
-    again = _Recorder(home)
-    assert start_code_server(again, home) is None and again.storage_then is True
-
-
-def test_storage_kept_elsewhere_is_created_here_first(tmp_path, monkeypatch):
-    from codeio_dagster.build import default_storage_ready, start_code_server
-
-    home = tmp_path / "home"
-    home.mkdir()
+    dg.DagsterInstance.get().dispose()
+    assert default_storage_ready(home)
+    # The home's own files exist, but the instance now keeps its storage elsewhere, which
+    # this process cannot see from files: the server goes first there too.
     (home / "dagster.yaml").write_text(
         f"storage:\n  sqlite:\n    base_dir: {tmp_path / 'elsewhere'}\n"
     )
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
     assert not default_storage_ready(home)
-    server = _Recorder(home)
-    instance = start_code_server(server, home)
-    assert instance is not None and server.started
-    assert (tmp_path / "elsewhere").exists()
-    instance.dispose()
