@@ -118,6 +118,20 @@ def run(args: argparse.Namespace) -> int:
     except BuildError as err:
         print(f"codeio build: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("codeio build: interrupted", file=sys.stderr)
+        return 130
+
+
+def stop_run(instance, run_id: str, wait_s: float = 30.0) -> str:
+    """Cancel a run this build launched (dequeued or running) and wait for it to end; its status."""
+    instance.run_coordinator.cancel_run(run_id)
+    deadline = time.monotonic() + wait_s
+    while True:
+        status = instance.get_run_by_id(run_id).status.value
+        if status in _FINISHED or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
 
 
 def say(message: str) -> None:
@@ -289,7 +303,16 @@ def _build(
                     f"({time.monotonic() - started:.0f}s)"
                 )
                 run_id = launch(instance, context, location, repo, shard, selection)
-                status = follow(instance, run_id, shard, queue=queue, steps=assets)
+                try:
+                    status = follow(instance, run_id, shard, queue=queue, steps=assets)
+                except KeyboardInterrupt:
+                    status = stop_run(instance, run_id)
+                    say(
+                        f"shard {shard}: interrupted; run {run_id} stopped ({status}). "
+                        "`codeio build` again (or re-executing the run in the UI) goes on "
+                        "from what is stale"
+                    )
+                    return 130
                 if status != "SUCCESS":
                     say(
                         f"shard {shard}: run {run_id} ended {status}; open it in the Dagster UI "

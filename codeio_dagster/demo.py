@@ -50,3 +50,6 @@ def run(args: argparse.Namespace) -> int:
     except BuildError as err:
         print(f"codeio demo: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("codeio demo: interrupted", file=sys.stderr)
+        return 130
