@@ -11,11 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from codeio_dagster.cluster.stub_llm import HOLD_MARKER
-
-pytestmark = pytest.mark.sandbox
 
 CODEIO = str(Path(sys.executable).with_name("codeio"))
 
