@@ -41,33 +41,49 @@ class Batch:
         jails: Mapping[tuple[int, bool], int] | None = None,
     ):
         self.ex = executor
-        # Most jails of a pool this batch may have running (Executor.run_requests).
-        self.caps = dict(jails or {})
-        self.requests = requests
-        executor.requests_run += len(requests)
+        # Most jails of a pool this batch may have running (Executor.run_requests); read as the
+        # batch goes, so the caller may change it from on_reply.
+        self.caps = jails if jails is not None else {}
+        self.requests: list[tuple[int | None, dict[str, Any]]] = []
         self.on_reply = on_reply
-        self.replies: list[dict[str, Any] | None] = [None] * len(requests)
-        self.left = len(requests)
+        self.replies: list[dict[str, Any] | None] = []
+        self.left = 0
         self.pending: dict[tuple[int, bool], deque[int]] = {}
-        default_seed = executor.settings.hash_seed
+        self.slots: list[Worker | None] = [None] * executor.settings.worker_count()
+        self.label = progress if isinstance(progress, str) else executor.progress
+        self.progress = progress
+        self.bar: Any = None
+        self.sel = selectors.DefaultSelector()
+        self.add(requests)
+
+    def add(self, requests: Sequence[tuple[int | None, dict[str, Any]]]) -> None:
+        """More requests for this batch, also while it runs (from on_reply): each queues behind
+        the requests of its pool already waiting, and its reply comes with index `len` so far."""
+        if not requests:
+            return
+        start = len(self.requests)
+        self.requests.extend(requests)
+        self.replies.extend([None] * len(requests))
+        self.left += len(requests)
+        self.ex.requests_run += len(requests)
+        default_seed = self.ex.settings.hash_seed
         needs: dict[tuple[int, bool], frozenset[str]] = {}
-        for i, (seed, req) in enumerate(requests):
-            modules = executor.heavy_needs(req["code"])
+        for i, (seed, req) in enumerate(requests, start):
+            modules = self.ex.heavy_needs(req["code"])
             key = (default_seed if seed is None else seed, bool(modules))
             self.pending.setdefault(key, deque()).append(i)
             if modules:
                 needs[key] = needs.get(key, frozenset()) | modules
-        # Known before any jail of the batch starts, so each starts once with all of them.
+        # Known before any jail for these requests starts, so each starts once with all of them.
         for key, modules in needs.items():
-            executor.need(key, modules)
-        self.slots: list[Worker | None] = [None] * executor.settings.worker_count()
-        label = progress if isinstance(progress, str) else executor.progress
-        if label and requests:
+            self.ex.need(key, modules)
+        if self.bar is not None:
+            self.bar.total += len(requests)
+        elif self.label:
             # A stage's jobs (Executor.progress): log lines for the UI's run log and the CLI.
-            self.bar: Any = Progress(label, len(requests), log=log, unit="sandbox jobs")
-        else:
-            self.bar = _progress_bar(len(requests)) if progress is True else None
-        self.sel = selectors.DefaultSelector()
+            self.bar = Progress(self.label, len(requests), log=log, unit="sandbox jobs")
+        elif self.progress is True:
+            self.bar = _progress_bar(len(requests))
 
     def run(self) -> list[dict[str, Any]]:
         try:

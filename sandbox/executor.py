@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ from codeio_dagster.sandbox.settings import HEAVY_USES, SandboxSettings
 from codeio_dagster.sandbox.worker import Worker
 
 log = logging.getLogger(__name__)
+
+# run_requests' follow_up: (index of a reply, the reply) -> more requests for the same batch.
+FollowUp = Callable[[int, dict[str, Any]], Sequence[tuple[int | None, dict[str, Any]]]]
 
 SCRATCH_PREFIX = "codeio-sandbox-"
 _OWNER_LOCK = ".owner.lock"
@@ -265,51 +268,82 @@ class Executor:
         progress: bool = False,
         on_reply: Callable[[int, dict[str, Any]], None] | None = None,
         cache: ResultCache | None = None,
-        jails: Mapping[tuple[int, bool], int] | None = None,
+        jails: dict[tuple[int, bool], int] | None = None,
+        follow_up: FollowUp | None = None,
     ) -> list[dict[str, Any]]:
         """Send raw fork-server requests, (hash_seed or None, request), and collect the replies.
 
         With a cache, requests answered before are not run again, and new replies are stored.
         `jails` caps how many jails of a pool, by (hash seed, heavy), may run for this batch:
-        for a pool whose jobs are known to take less than starting another jail costs.
+        for a pool whose jobs are known to take less than starting another jail costs; it is
+        read as the batch goes, so `follow_up` may change it.
+        `follow_up(i, reply)`, called as each reply arrives (a cached one at once), may return
+        more requests: they join the batch and run while its other jobs do, instead of after
+        the slowest of them; their replies follow the given ones', in the order they were
+        returned (and are followed up in turn).
         """
         if self._scratch is None:
             raise RuntimeError("Executor must be entered (`with Executor(settings) as ex:`) first")
-        if cache is None:
-            with self._run_lock:
-                return Batch(self, requests, progress, on_reply, jails).run()
-        identity = self.identity()
+        identity = self.identity() if cache is not None else None
         default_seed = self.settings.hash_seed
-        keys = [
-            result_key(
-                identity,
-                default_seed if seed is None else seed,
-                self.is_heavy(req["code"]),
-                req,
-            )
-            for seed, req in requests
-        ]
-        stored = cache.get_many(keys)
-        replies: list[dict[str, Any] | None] = [stored.get(k) for k in keys]
-        missing = [i for i, reply in enumerate(replies) if reply is None]
-        if on_reply is not None:
-            for i, reply in enumerate(replies):
-                if reply is not None:
-                    on_reply(i, reply)
-        if missing:
-            inner = None if on_reply is None else (lambda j, r: on_reply(missing[j], r))
-            with self._run_lock:
-                batch = [requests[i] for i in missing]
-                fresh = Batch(self, batch, progress, inner, jails).run()
-            for i, reply in zip(missing, fresh, strict=True):
-                replies[i] = reply
-            cache.put_many(
-                {
-                    keys[i]: reply
-                    for i, reply in zip(missing, fresh, strict=True)
-                    if not reply.get(HOST_MADE)
-                }
-            )
+        every: list[tuple[int | None, dict[str, Any]]] = []
+        keys: list[str] = []
+        replies: list[dict[str, Any] | None] = []
+        ran: list[int] = []  # a batch index's request in `every`
+        fresh: dict[str, dict[str, Any]] = {}
+        batch: Batch | None = None
+
+        def add(new: Sequence[tuple[int | None, dict[str, Any]]]) -> None:
+            start = len(every)
+            every.extend(new)
+            replies.extend([None] * len(new))
+            stored: dict[str, dict[str, Any]] = {}
+            if cache is not None:
+                keys.extend(
+                    result_key(
+                        identity,
+                        default_seed if seed is None else seed,
+                        self.is_heavy(req["code"]),
+                        req,
+                    )
+                    for seed, req in new
+                )
+                stored = cache.get_many(keys[start:])
+            missing = []
+            for i in range(start, len(every)):
+                reply = stored.get(keys[i]) if cache is not None else None
+                if reply is None:
+                    missing.append(i)
+                else:
+                    arrived(i, reply)
+            ran.extend(missing)
+            assert batch is not None
+            batch.add([every[i] for i in missing])
+
+        def arrived(i: int, reply: dict[str, Any]) -> None:
+            replies[i] = reply
+            if on_reply is not None:
+                on_reply(i, reply)
+            if follow_up is not None:
+                more = follow_up(i, reply)
+                if more:
+                    add(more)
+
+        def from_batch(j: int, reply: dict[str, Any]) -> None:
+            i = ran[j]
+            if cache is not None and not reply.get(HOST_MADE):
+                fresh[keys[i]] = reply
+            arrived(i, reply)
+
+        with self._run_lock:
+            batch = Batch(self, [], progress, from_batch, jails)
+            add(requests)
+            finished = batch.run()
+        if cache is not None and fresh:
+            cache.put_many(fresh)
+        for j, i in enumerate(ran):
+            if replies[i] is None:  # a job the batch lost: its host-made "killed" reply
+                replies[i] = finished[j]
         return [r for r in replies if r is not None]
 
 

@@ -156,16 +156,40 @@ def generate_io_pairs(
             ),
         )
         requests.append((None, req))
-    replies = executor.run_requests(requests, cache=cache)
-    outcomes = [_outcome(fn, reply, limits) for fn, reply in zip(functions, replies, strict=True)]
-    for out, reply in zip(outcomes, replies, strict=True):
-        out.duration_ms = _duration(reply)
-        if out.status == "ok" and len(out.pairs) < limits.min_pairs:
-            out.status = _drop_reason(out.counts)
-            out.error = _drop_detail(out.status, out, reply, limits.min_pairs)
-    if limits.determinism_check:
-        _recheck(executor, functions, outcomes, cache)
-    return outcomes
+    recheck = _Recheck(executor, functions, cache) if limits.determinism_check else None
+    outcomes: list[IOPairOutcome | None] = [None] * len(functions)
+
+    def generated(i: int, reply: dict[str, Any]) -> list[tuple[int | None, dict[str, Any]]]:
+        # The re-run of a function's pairs joins the batch as soon as they are known, so the
+        # jails re-run early functions while a slow one is still generating.
+        if i >= len(functions):
+            return []
+        out = outcomes[i] = _generated(functions[i], reply, limits)
+        return recheck.requests_for(i, out) if recheck is not None else []
+
+    replies = executor.run_requests(
+        requests,
+        cache=cache,
+        jails=recheck.jails if recheck is not None else None,
+        follow_up=generated,
+    )
+    done = [
+        out if out is not None else _generated(fn, reply, limits)
+        for fn, out, reply in zip(functions, outcomes, replies, strict=False)
+    ]
+    if recheck is not None:
+        recheck.judge(done, replies[len(functions) :])
+    return done
+
+
+def _generated(fn: FunctionSpec, reply: dict[str, Any], limits: IOPairLimits) -> IOPairOutcome:
+    """The outcome of a function's generation job, before its re-run."""
+    out = _outcome(fn, reply, limits)
+    out.duration_ms = _duration(reply)
+    if out.status == "ok" and len(out.pairs) < limits.min_pairs:
+        out.status = _drop_reason(out.counts)
+        out.error = _drop_detail(out.status, out, reply, limits.min_pairs)
+    return out
 
 
 def _duration(reply: dict[str, Any]) -> float:
@@ -238,68 +262,80 @@ def _chunks(out: IOPairOutcome) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _recheck(
-    executor: Executor,
-    functions: Sequence[FunctionSpec],
-    outcomes: list[IOPairOutcome],
-    cache: ResultCache | None,
-) -> None:
-    """Re-run every kept pair, each call in a fresh process under another hash seed, one job per
-    function (per chunk of a slow one); a function with any pair that does not come out the same
-    loses all its pairs.
+class _Recheck:
+    """The determinism re-run: every kept pair again, each call in a fresh process under another
+    hash seed, one job per function (per chunk of a slow one); a function with any pair that
+    does not come out the same loses all its pairs.
 
-    The longest jobs go first, so that no worker is left alone with a slow one at the end. The
-    estimate is the generation's duration, which comes with its (cached) reply, so a rerun
-    splits and orders its requests the same way and finds them in the cache.
+    Its requests join the generation's batch as each function's generation ends. A slow
+    function's chunks spread over the jails instead of queueing on one. Chunks are sized by the
+    generation's duration, which comes with its (cached) reply, so a rerun splits its requests
+    the same way and finds them in the cache.
     """
-    other_seed = (executor.settings.hash_seed + 1) % (1 << 32)
-    code_of = {fn.id: fn.code for fn in functions}
-    jobs = []
-    settings = executor.settings
-    call_wall = settings.timeout_s
-    for oi, out in enumerate(outcomes):
+
+    def __init__(
+        self, executor: Executor, functions: Sequence[FunctionSpec], cache: ResultCache | None
+    ):
+        self.executor = executor
+        self.functions = functions
+        self.seed = (executor.settings.hash_seed + 1) % (1 << 32)
+        # (function index, first pair, end) of each re-run request, in the order sent.
+        self.jobs: list[tuple[int, int, int]] = []
+        # Under a second of heavy work: a second heavy jail for this seed could save at most
+        # half of it, and starting one costs 0.3 s (numpy) to 3 s (scipy) of CPU. Lifted once
+        # the heavy re-run work known so far passes a second.
+        self.heavy_key = (self.seed, True)
+        self.jails: dict[tuple[int, bool], int] = {self.heavy_key: 1}
+        self.heavy_ms = 0.0
+        # The heavy re-run jails preload what every heavy function names, known now, so that
+        # one started for the first of them need not start again for a later one.
+        for fn in functions:
+            modules = executor.heavy_needs(fn.code)
+            if modules:
+                executor.need(self.heavy_key, modules)
+
+    def requests_for(self, i: int, out: IOPairOutcome) -> list[tuple[int | None, dict[str, Any]]]:
         if out.status != "ok":
-            continue
-        per_pair = out.duration_ms / max(len(out.pairs), 1)
+            return []
+        settings = self.executor.settings
+        code = self.functions[i].code
+        call_wall = settings.timeout_s
+        requests = []
         for start, end in _chunks(out):
-            jobs.append((per_pair * (end - start), oi, start, end))
-    jobs.sort(key=lambda job: -job[0])
-    requests = []
-    for _, oi, start, end in jobs:
-        out = outcomes[oi]
-        pairs = out.pairs[start:end]
-        n = len(pairs)
-        # Every call gets the wall clock a single call gets, plus a fork's worth of slack.
-        req = executor.base_request(n * (call_wall + 0.5) + _ROUND_TRIP_SLACK_S)
-        req.update(
-            kind="recheck",
-            id=f"{out.function_id}#{start}",
-            code=code_of[out.function_id],
-            call="main_solution",
-            inputs=[json.loads(p.input) for p in pairs],
-            expected=[p.output for p in pairs],
-            call_timeout_s=call_wall,
-            call_cpu_s=math.ceil(call_wall) + 1,
-            call_max_output_bytes=settings.max_output_bytes,
-            cpu_s=math.ceil(n * (call_wall + 1)) + 1,
-            max_output_bytes=n * (settings.max_output_bytes + 4096) + 65536,
-        )
-        requests.append((other_seed, req))
-    # Under a second of heavy work: a second heavy jail for this seed could save at most half
-    # of it, and starting one costs 0.3 s (numpy) to 3 s (scipy) of CPU.
-    heavy_ms = sum(
-        est for est, oi, _, _ in jobs if executor.is_heavy(code_of[outcomes[oi].function_id])
-    )
-    jails = {(other_seed, True): 1} if heavy_ms < _CHUNK_MS else None
-    replies = executor.run_requests(requests, cache=cache, jails=jails)
-    found: dict[int, list[tuple[int, tuple[str, str]]]] = {}
-    for (_, oi, start, end), reply in zip(jobs, replies, strict=True):
-        verdict = _recheck_verdict(outcomes[oi], start, end, reply)
-        if verdict is not None:
-            found.setdefault(oi, []).append((start, verdict))
-    for oi, verdicts in found.items():
-        # The first failing pair in the function's order speaks for it.
-        _drop_function(outcomes[oi], *min(verdicts)[1])
+            pairs = out.pairs[start:end]
+            n = len(pairs)
+            # Every call gets the wall clock a single call gets, plus a fork's worth of slack.
+            req = self.executor.base_request(n * (call_wall + 0.5) + _ROUND_TRIP_SLACK_S)
+            req.update(
+                kind="recheck",
+                id=f"{out.function_id}#{start}",
+                code=code,
+                call="main_solution",
+                inputs=[json.loads(p.input) for p in pairs],
+                expected=[p.output for p in pairs],
+                call_timeout_s=call_wall,
+                call_cpu_s=math.ceil(call_wall) + 1,
+                call_max_output_bytes=settings.max_output_bytes,
+                cpu_s=math.ceil(n * (call_wall + 1)) + 1,
+                max_output_bytes=n * (settings.max_output_bytes + 4096) + 65536,
+            )
+            requests.append((self.seed, req))
+            self.jobs.append((i, start, end))
+        if self.executor.is_heavy(code):
+            self.heavy_ms += out.duration_ms
+            if self.heavy_ms >= _CHUNK_MS:
+                self.jails.pop(self.heavy_key, None)
+        return requests
+
+    def judge(self, outcomes: list[IOPairOutcome], replies: Sequence[dict[str, Any]]) -> None:
+        found: dict[int, list[tuple[int, tuple[str, str]]]] = {}
+        for (oi, start, end), reply in zip(self.jobs, replies, strict=True):
+            verdict = _recheck_verdict(outcomes[oi], start, end, reply)
+            if verdict is not None:
+                found.setdefault(oi, []).append((start, verdict))
+        for oi, verdicts in found.items():
+            # The first failing pair in the function's order speaks for it.
+            _drop_function(outcomes[oi], *min(verdicts)[1])
 
 
 def _drop_function(out: IOPairOutcome, status: str, error: str) -> None:

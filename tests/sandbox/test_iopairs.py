@@ -301,3 +301,46 @@ def test_a_slow_function_is_rerun_in_chunks_and_judged_as_a_whole(executor):
     assert out.counts["dropped_nondeterministic"] == 10
     # Generation, then chunks of at most 3 calls (each call took at least 0.3 s).
     assert executor.requests_run - before >= 1 + 4
+
+
+SLOW_GOOD = """
+import random, time
+
+def main_solution(n):
+    time.sleep(0.25)
+    return n * 2
+
+def input_generator():
+    return {"n": random.randint(0, 10**6)}
+"""
+
+
+def test_a_quick_functions_re_run_goes_while_a_slow_one_still_generates(executor, monkeypatch):
+    # Generation and re-run are one batch: the quick function's re-run takes the jail its
+    # generation freed, instead of waiting for the slow generation (ten calls of 0.25 s).
+    functions = [FunctionSpec(id="slow", code=SLOW_GOOD), FunctionSpec(id="quick", code=GOOD)]
+    arrivals: list[str] = []
+    calls = []
+    run_requests = executor.run_requests
+
+    def recording(requests, **kwargs):
+        calls.append(len(requests))
+        ids = {}
+
+        def follow_up(i, reply):
+            more = kwargs["follow_up"](i, reply)
+            for seed_and_req in more:
+                ids[len(requests) + len(ids)] = seed_and_req[1]["id"]
+            return more
+
+        def on_reply(i, reply):
+            arrivals.append(requests[i][1]["id"] if i < len(requests) else ids[i])
+
+        return run_requests(requests, **{**kwargs, "follow_up": follow_up, "on_reply": on_reply})
+
+    monkeypatch.setattr(executor, "run_requests", recording)
+    outcomes = {o.function_id: o for o in generate_io_pairs(executor, functions, seed=5)}
+    assert [outcomes[f].status for f in ("slow", "quick")] == ["ok", "ok"]
+    assert calls == [2]  # one batch for generation and re-run
+    assert arrivals.index("quick#0") < arrivals.index("slow")
+    assert arrivals[-1].startswith("slow#")  # its own re-run comes after its generation
