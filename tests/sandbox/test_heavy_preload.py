@@ -125,3 +125,19 @@ def test_a_re_run_with_little_heavy_work_starts_one_heavy_jail(sandbox_settings)
     assert [o.status for o in outcomes] == ["ok", "ok"]
     assert starts[(settings.hash_seed, True)] == 2  # the generation used both slots
     assert starts[(settings.hash_seed + 1, True)] == 1  # the quick re-run, one jail
+
+
+def test_a_few_heavy_functions_among_many_generate_in_one_heavy_jail(sandbox_settings):
+    settings = sandbox_settings.model_copy(update={"workers": 2})
+    heavy = [
+        FunctionSpec(id=f"np{i}", code=NUMPY_ONLY.replace("* 2", f"* {i + 2}")) for i in range(2)
+    ]
+    light = [
+        FunctionSpec(id=f"py{i}", code=LIGHT.replace("n + 1", f"n + {i + 1}")) for i in range(3)
+    ]
+    with Executor(settings) as ex:
+        outcomes = generate_io_pairs(ex, heavy + light, LIMITS)
+        starts = dict(ex.jail_starts)
+    assert [o.status for o in outcomes] == ["ok"] * 5
+    # Two heavy functions of five: less than one slot's share, so one heavy jail generates.
+    assert starts[(settings.hash_seed, True)] == 1
