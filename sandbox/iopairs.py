@@ -156,7 +156,7 @@ def generate_io_pairs(
             ),
         )
         requests.append((None, req))
-    recheck = _Recheck(executor, functions, cache) if limits.determinism_check else None
+    recheck = _Recheck(executor, functions) if limits.determinism_check else None
     jails = recheck.jails if recheck is not None else {}
     # Starting a heavy jail costs 0.3 s (numpy) to 3 s (scipy, pandas) of CPU: heavy jobs that
     # are at most one slot's share of the batch run in one, while the other slots take the
@@ -174,15 +174,11 @@ def generate_io_pairs(
         out = outcomes[i] = _generated(functions[i], reply, limits)
         return recheck.requests_for(i, out) if recheck is not None else []
 
-    replies = executor.run_requests(
-        requests,
-        cache=cache,
-        jails=jails,
-        follow_up=generated,
-    )
+    replies = executor.run_requests(requests, cache=cache, jails=jails, follow_up=generated)
+    generation = replies[: len(functions)]
     done = [
         out if out is not None else _generated(fn, reply, limits)
-        for fn, out, reply in zip(functions, outcomes, replies, strict=False)
+        for fn, out, reply in zip(functions, outcomes, generation, strict=True)
     ]
     if recheck is not None:
         recheck.judge(done, replies[len(functions) :])
@@ -280,9 +276,7 @@ class _Recheck:
     the same way and finds them in the cache.
     """
 
-    def __init__(
-        self, executor: Executor, functions: Sequence[FunctionSpec], cache: ResultCache | None
-    ):
+    def __init__(self, executor: Executor, functions: Sequence[FunctionSpec]):
         self.executor = executor
         self.functions = functions
         self.seed = (executor.settings.hash_seed + 1) % (1 << 32)
