@@ -17,25 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from codeio_dagster.home import (
+    dagster_home,
+    default_storage_ready,
+    default_storage_settings,
+    import_storage_modules,
+)
+
 LOCATION = "codeio_dagster"  # as in workspace.yaml, so `make dev` serves the runs' location
 JOB = "codeio_job"
 DEFINITIONS_MODULE = "codeio_dagster.definitions"
-
-# Written into a DAGSTER_HOME that has no dagster.yaml (Dagster warns on every command without
-# one). It keeps Dagster's defaults and routes the project's own progress lines (model start,
-# jails, batches) into each run's event log, where the UI and `codeio build` show them.
-DEFAULT_DAGSTER_YAML = """\
-# Written by `codeio build` / `codeio demo` because this DAGSTER_HOME had no dagster.yaml.
-# Dagster's defaults apply: SQLite storage here; runs are queued (served by `dagster-daemon run`,
-# or by `codeio build` while it waits) and launched as local subprocesses. Run queues, launchers
-# and storage: https://docs.dagster.io/guides/deploy/dagster-yaml
-python_logs:
-  python_log_level: INFO
-  managed_python_loggers: [codeio_dagster]
-# Dagster sends anonymised usage statistics unless you opt out; to opt out, uncomment:
-# telemetry:
-#   enabled: false
-"""
 
 # The run's own console shows warnings only: its progress reaches the terminal (and the UI)
 # through the event log, which keeps every level.
@@ -79,16 +70,6 @@ def config_path(given: str | None) -> Path:
     from codeio_dagster import CONFIG_ENV, DEFAULT_CONFIG
 
     return Path(given or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
-
-
-def dagster_home() -> Path:
-    """$DAGSTER_HOME (set to ./.dagster_home, as `make dev` uses, when unset), with a dagster.yaml."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
-    home.mkdir(parents=True, exist_ok=True)
-    yaml_path = home / "dagster.yaml"
-    if not yaml_path.exists():
-        yaml_path.write_text(DEFAULT_DAGSTER_YAML)
-    return home
 
 
 def announce_telemetry(instance, home: Path) -> None:
@@ -179,50 +160,6 @@ def start_code_server(server, home: Path) -> bool:
         return False
     server.start()
     return not default_storage_ready(home)
-
-
-def import_storage_modules(home: Path) -> None:
-    """Import the modules of the instance's storage classes without opening the storage.
-
-    About a second of imports (sqlalchemy, alembic, the storage classes) that opening the
-    instance would otherwise do after the code server answers."""
-    import importlib
-
-    from dagster._core.instance.ref import InstanceRef
-
-    ref = InstanceRef.from_dir(str(home))
-    for data in (
-        ref.storage_data,
-        ref.run_storage_data,
-        ref.event_storage_data,
-        ref.schedule_storage_data,
-    ):
-        if data is not None:
-            importlib.import_module(data.module_name)
-
-
-# The files of a DAGSTER_HOME's default SQLite storage, once it has been created.
-_STORAGE_FILES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
-
-
-def default_storage_ready(home: Path) -> bool:
-    """Whether the home keeps Dagster's default SQLite storage and it exists already."""
-    return default_storage_settings(home) is not None and all(
-        (home / name).is_file() for name in _STORAGE_FILES
-    )
-
-
-def default_storage_settings(home: Path) -> dict | None:
-    """The home's dagster.yaml settings, or None when it moves storage out of its SQLite files."""
-    import yaml
-
-    try:
-        settings = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(settings, dict) or any(key in settings for key in _STORAGE_KEYS):
-        return None
-    return settings
 
 
 def _build(
@@ -349,8 +286,6 @@ def all_shards_funnel(instance, config, names: list[str]) -> dict[str, int] | No
 
 # Written into DAGSTER_HOME by a build that left every shard up to date.
 UP_TO_DATE = "codeio-up-to-date.json"
-# Instance settings that move its storage out of DAGSTER_HOME's SQLite files.
-_STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
 
 
 def up_to_date_stamp(home: Path, config, landing, shards: Sequence[str]) -> str | None:

@@ -126,12 +126,8 @@ def test_on_a_fresh_home_the_server_creates_the_storage_and_the_build_waits_for_
     head"): the server creates it, and the build opens the instance once the server answers."""
     import dagster as dg
 
-    from codeio_dagster.build import (
-        code_server_target,
-        dagster_home,
-        default_storage_ready,
-        start_code_server,
-    )
+    from codeio_dagster.build import code_server_target, start_code_server
+    from codeio_dagster.home import dagster_home, default_storage_ready
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CODEIO_CONFIG", str(ROOT / "codeio.yaml"))
@@ -156,7 +152,7 @@ def test_on_a_fresh_home_the_server_creates_the_storage_and_the_build_waits_for_
 def test_storage_kept_elsewhere_is_left_to_the_server_first(tmp_path, monkeypatch):
     import dagster as dg
 
-    from codeio_dagster.build import dagster_home, default_storage_ready
+    from codeio_dagster.home import dagster_home, default_storage_ready
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     home = dagster_home()
