@@ -86,8 +86,11 @@ class CodeServer:
             return self
         # A short path: a Unix socket's path is limited to about 100 bytes.
         self._folder = tempfile.mkdtemp(prefix="codeio-grpc-")
+        # Its own session: Ctrl-C in the terminal reaches the build, which cancels its run
+        # through this server and then stops it, rather than the server and the run's process
+        # each dying on their own (and printing their tracebacks).
         self._process = subprocess.Popen(
-            self.command(), cwd=self.working_directory, env=dict(os.environ)
+            self.command(), cwd=self.working_directory, env=dict(os.environ), start_new_session=True
         )
         return self
 
@@ -143,23 +146,29 @@ class CodeServer:
                 continue
 
     def stop(self) -> None:
-        """Ask the server to shut down (it finishes its runs first), then make sure it is gone."""
+        """Ask the server to shut down (it finishes its runs first), then make sure it is gone.
+
+        A server never connected to has no runs: it is terminated, and killed if it has not
+        exited within a few seconds."""
         self._stop_beating.set()
         process, self._process = self._process, None
         if process is not None:
             if self._client is None:
-                process.terminate()  # never used: no run of it to wait for
-            elif process.poll() is None:
+                process.terminate()
+                grace = 3.0
+            else:
+                grace = 15.0
                 try:
                     self._client.shutdown_server()
                 except Exception:  # noqa: BLE001 - terminated below if it did not hear
                     process.terminate()
+                    grace = 5.0
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 process.terminate()
                 try:
-                    process.wait(timeout=5)
+                    process.wait(timeout=3)
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()

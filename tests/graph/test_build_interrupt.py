@@ -44,6 +44,9 @@ def test_ctrl_c_stops_the_run_and_leaves_nothing_running(
         "CODEIO_CONFIG": config,
         "PYTHONUNBUFFERED": "1",
     }
+    # As from a terminal: its own process group, which Ctrl-C signals as a whole (the build,
+    # its code server and the run's process), and SIGINT not ignored (a background CI job
+    # may have it ignored, and children inherit that).
     build = subprocess.Popen(
         [CODEIO, "build"],
         cwd=tmp_path,
@@ -51,6 +54,8 @@ def test_ctrl_c_stops_the_run_and_leaves_nothing_running(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(build.stdout), daemon=True)
@@ -60,10 +65,15 @@ def test_ctrl_c_stops_the_run_and_leaves_nothing_running(
         assert build.poll() is None, "".join(lines)[-3000:]
         assert time.monotonic() < deadline, "the run never reached its LLM request"
         time.sleep(0.2)
-    build.send_signal(signal.SIGINT)
-    code = build.wait(timeout=120)
-    reader.join(timeout=10)
-    printed = "".join(lines)
+    os.killpg(build.pid, signal.SIGINT)
+    try:
+        code = build.wait(timeout=120)
+    finally:
+        reader.join(timeout=10)
+        printed = "".join(lines)
+        if build.poll() is None:
+            os.killpg(build.pid, signal.SIGKILL)
+            print(printed[-4000:])
     assert code == 130, printed[-3000:]
     assert "interrupted; run" in printed and "stopped (CANCELED)" in printed, printed[-3000:]
     assert "Traceback" not in printed
