@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 # Dagster's own managed code servers use the same pair: a beat every few seconds, and a server
@@ -92,6 +93,12 @@ class CodeServer:
         self._process = subprocess.Popen(
             self.command(), cwd=self.working_directory, env=dict(os.environ), start_new_session=True
         )
+        # Beats from the start: the build may land for longer than the timeout before it
+        # connects, and a server that heard nothing that long shuts down.
+        self._beats = threading.Thread(
+            target=self._beat, name="codeio-code-server-heartbeat", daemon=True
+        )
+        self._beats.start()
         return self
 
     @property
@@ -108,7 +115,7 @@ class CodeServer:
         assert self._process is not None
         if self._client is None:
             client = DagsterGrpcClient(socket=self.socket, host="localhost")
-            waited = 0.0
+            deadline = time.monotonic() + _STARTUP_TIMEOUT_S
             while True:
                 try:
                     client.ping("")
@@ -121,28 +128,26 @@ class CodeServer:
                         f"the code server for {self.module} exited with status {code} while "
                         f"starting (its output is above); command: {' '.join(self.command())}"
                     )
-                if waited > _STARTUP_TIMEOUT_S:
+                if time.monotonic() > deadline:
                     raise CodeServerError(
                         f"the code server for {self.module} did not answer within "
                         f"{_STARTUP_TIMEOUT_S} s: {error}"
                     )
                 self._stop_beating.wait(0.05)
-                waited += 0.05
             self._client = client
-            self._beats = threading.Thread(
-                target=self._beat, name="codeio-code-server-heartbeat", daemon=True
-            )
-            self._beats.start()
         return GrpcServerTarget(
             host="localhost", port=None, socket=self.socket, location_name=self.location_name
         )
 
     def _beat(self) -> None:
+        from dagster._grpc.client import DagsterGrpcClient
+
+        client = DagsterGrpcClient(socket=self.socket, host="localhost")
         every = min(_HEARTBEAT_EVERY_S, self.heartbeat_timeout_s / 4)
         while not self._stop_beating.wait(every):
             try:
-                self._client.heartbeat("codeio")
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the server waits 45 s
+                client.heartbeat("codeio")
+            except Exception:  # noqa: BLE001 - not up yet, or a missed beat: the next one counts
                 continue
 
     def stop(self) -> None:

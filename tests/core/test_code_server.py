@@ -78,6 +78,21 @@ def test_a_server_never_used_is_stopped_at_once(project_env):
     assert time.monotonic() - started < 10
 
 
+def test_a_server_connected_to_after_its_heartbeat_timeout_still_serves(project_env):
+    """The build may land raw code for longer than the heartbeat timeout before it connects."""
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+
+    with CodeServer(DEFINITIONS_MODULE, LOCATION, ROOT, heartbeat_timeout_s=2) as server:
+        time.sleep(8)  # four timeouts with no connection: only the beats keep it up
+        assert server._process.poll() is None, "the server shut down before the build connected"
+        with (
+            dg.DagsterInstance.get() as instance,
+            WorkspaceProcessContext(instance, server.target(), version="") as process,
+        ):
+            assert not process.create_request_context().code_location_errors()
+
+
 def test_a_broken_definitions_module_is_reported_not_hung(project_env, tmp_path):
     (tmp_path / "broken_defs.py").write_text("raise RuntimeError('no definitions here')\n")
     import dagster as dg
