@@ -19,7 +19,9 @@ input-prediction task per function, one revision turn); the second run is the un
 Printed per shard and run: seconds per Dagster step (from the run's step stats), the whole
 process split into phases by its output lines (start, landing and stale check, code location,
 run submitted, dequeued, run process start, steps, funnel), seconds per raw file and the LLM
-requests sent. For the first run also the sandbox's own work, read from the project's sandbox
+requests sent, and the CPU time (user + sys) of the process and every process it started (a
+server, the run, the jails: this benchmark reaps them, so it counts the orphans too), which the
+machine's other load barely moves. For the first run also the sandbox's own work, read from the project's sandbox
 result cache: the summed `duration_ms` of the jobs per stage (each job's wall time in its jail,
 so it grows with the machine's load; a job's stage is the step whose time span holds the moment
 a reply was stored; inside io_pairs, the reply's shape tells the first pass from the determinism
@@ -27,7 +29,8 @@ re-run), that sum over the jail count (the floor that job time alone sets with t
 in parallel, jail start-up not counted) as seconds, seconds per raw file and share of the
 process, and the five functions with the most job seconds. Then the first shard's funnel, the
 cost of publishing one more shard to a local folder that already holds 100 and 1,000 shards, and
-a table of the shards' first runs. Last lines: `floor_seconds_per_file=Z` (mean over shards) and
+a table of the shards' first runs. Last lines: `cpu_seconds_per_file=C`,
+`floor_seconds_per_file=Z` (both means over shards) and
 `seconds_per_file=X rerun_share=Y` (mean first-run seconds per raw file over shards; all reruns'
 seconds / all first runs' seconds).
 
@@ -39,10 +42,12 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import re
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -180,6 +185,8 @@ def run_demo(root: Path, config: Path, stub) -> dict:
         "PYTHONUNBUFFERED": "1",
     }
     before_requests = len(stub.requests)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = before.ru_utime + before.ru_stime
     start = time.perf_counter()
     # stderr goes to a file: a pipe nobody reads while stdout is followed could fill and block.
     with tempfile.TemporaryFile("w+") as errors:
@@ -199,15 +206,50 @@ def run_demo(root: Path, config: Path, stub) -> dict:
         errors.seek(0)
         stderr = errors.read()
     seconds = time.perf_counter() - start
+    left = reap_orphans()
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = cpu.ru_utime + cpu.ru_stime - cpu_before
     stdout = "\n".join(line for _, line in lines)
     if proc.returncode != 0:
         sys.exit(f"codeio demo failed ({proc.returncode}):\n{stdout}\n{stderr[-4000:]}")
     return {
         "seconds": seconds,
         "requests": len(stub.requests) - before_requests,
+        "cpu_seconds": cpu_seconds,
+        "left_running": left,
         "stdout": stdout,
         "phases": split_phases(lines, seconds),
     }
+
+
+def become_subreaper() -> None:
+    """Have orphaned descendants of the demo (a server, a jail) re-parented to this process, so
+    that their CPU time reaches RUSAGE_CHILDREN when reap_orphans waits for them."""
+    if sys.platform.startswith("linux"):
+        pr_set_child_subreaper = 36  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
+def reap_orphans(wait_s: float = 60.0) -> int:
+    """Wait for every child process left (orphans of the demo); how many still run after wait_s."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        if pid:
+            continue
+        if time.monotonic() > deadline:
+            return sum(1 for proc in Path("/proc").glob("[0-9]*") if _ppid(proc) == os.getpid())
+        time.sleep(0.05)
+
+
+def _ppid(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def split_phases(lines: list[tuple[float, str]], seconds: float) -> dict[str, float]:
@@ -389,6 +431,11 @@ def run_shard(shard: int, rows: list[dict], root: Path, stub) -> dict:
             f"{result['seconds'] / len(rows):.4f} s per raw file, "
             f"{result['requests']} LLM requests"
         )
+        print(
+            f"  CPU of the process and all it started (user + sys): {result['cpu_seconds']:.2f} s, "
+            f"{result['cpu_seconds'] / len(rows):.4f} s per raw file"
+            + (f"; {result['left_running']} still running" if result["left_running"] else "")
+        )
         if label == "first run":
             jobs = sandbox_jobs(root, windows)
             floor = report_sandbox(jobs, jails, result["seconds"], len(rows))
@@ -399,6 +446,7 @@ def run_shard(shard: int, rows: list[dict], root: Path, stub) -> dict:
         "files": len(rows),
         "seconds": first["seconds"],
         "rerun_seconds": rerun["seconds"],
+        "cpu_seconds": first["cpu_seconds"],
         "floor": floor,
         "funnel": funnel,
         "functions": _count(funnel, "functions with enough I/O pairs"),
@@ -431,6 +479,7 @@ def main() -> int:
     from tests.graph.conftest import ScriptedLLM
 
     stub = ScriptedLLM(reply=Replayer(raw_rows, parsed_rows).reply)
+    become_subreaper()
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="codeio-pipeline-bench-")
     base = Path(args.keep or tmp.name).resolve()
     try:
@@ -449,7 +498,7 @@ def main() -> int:
         # "s/file - floor": what the process costs per raw file beyond the sandbox jobs' floor.
         print(
             "  shard  functions  seconds  s/file  floor s  floor s/file  floor share  "
-            "s/file - floor  rerun share"
+            "s/file - floor  rerun share  CPU s/file"
         )
         for r in done:
             print(
@@ -457,7 +506,8 @@ def main() -> int:
                 f"{r['seconds'] / r['files']:6.4f}  {r['floor']:7.2f}  "
                 f"{r['floor'] / r['files']:12.4f}  {100 * r['floor'] / r['seconds']:9.0f} %  "
                 f"{(r['seconds'] - r['floor']) / r['files']:14.4f}  "
-                f"{r['rerun_seconds'] / r['seconds']:11.3f}"
+                f"{r['rerun_seconds'] / r['seconds']:11.3f}  "
+                f"{r['cpu_seconds'] / r['files']:10.4f}"
             )
         per_file = statistics.mean(r["seconds"] / r["files"] for r in done)
         floor_per_file = statistics.mean(r["floor"] / r["files"] for r in done)
@@ -466,6 +516,8 @@ def main() -> int:
                 f"  mean {per_file:.4f} s per raw file, floor {floor_per_file:.4f}, "
                 f"beyond the floor {per_file - floor_per_file:.4f}"
             )
+        cpu_per_file = statistics.mean(r["cpu_seconds"] / r["files"] for r in done)
+        print(f"cpu_seconds_per_file={cpu_per_file:.4f}")
         print(f"floor_seconds_per_file={floor_per_file:.4f}")
         rerun_share = sum(r["rerun_seconds"] for r in done) / sum(r["seconds"] for r in done)
         print(f"seconds_per_file={per_file:.4f} rerun_share={rerun_share:.3f}")
