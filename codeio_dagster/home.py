@@ -10,9 +10,20 @@ from pathlib import Path
 # jails, batches) into each run's event log, where the UI and `codeio build` show them.
 DEFAULT_DAGSTER_YAML = """\
 # Written by `codeio build` / `codeio demo` because this DAGSTER_HOME had no dagster.yaml.
-# Dagster's defaults apply: SQLite storage here; runs are queued (served by `dagster-daemon run`,
-# or by `codeio build` while it waits) and launched as local subprocesses. Run queues, launchers
-# and storage: https://docs.dagster.io/guides/deploy/dagster-yaml
+# Dagster's defaults apply but for one thing: runs are queued (served by `dagster-daemon run`, or
+# by `codeio build` while it waits) and launched as local subprocesses, and they are stored in
+# SQLite files here, the files and schema of Dagster's default storage, through Dagster's SQLite
+# classes that keep their database engines instead of building one per query (about half the CPU
+# of every event written; codeio_dagster/instance_storage.py). Delete `storage:` to go back to
+# Dagster's own classes on the same files. Run queues, launchers and storage:
+# https://docs.dagster.io/guides/deploy/dagster-yaml
+storage:
+  custom:
+    module: codeio_dagster.instance_storage
+    class: DagsterSqliteStorage
+    config:
+      base_dir:
+        env: DAGSTER_HOME
 python_logs:
   python_log_level: INFO
   managed_python_loggers: [codeio_dagster]
@@ -59,20 +70,35 @@ _STORAGE_FILES = ("history/runs.db", "history/runs/index.db", "schedules/schedul
 
 
 def default_storage_ready(home: Path) -> bool:
-    """Whether the home keeps Dagster's default SQLite storage and it exists already."""
+    """Whether the home keeps its storage in its own SQLite files, and they exist already."""
     return default_storage_settings(home) is not None and all(
         (home / name).is_file() for name in _STORAGE_FILES
     )
 
 
 def default_storage_settings(home: Path) -> dict | None:
-    """The home's dagster.yaml settings, or None when it moves storage out of its SQLite files."""
+    """The home's dagster.yaml settings, or None when it moves storage out of its SQLite files
+    (Dagster's default classes and those DEFAULT_DAGSTER_YAML names keep it there)."""
     import yaml
 
     try:
         settings = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         return None
-    if not isinstance(settings, dict) or any(key in settings for key in _STORAGE_KEYS):
+    if not isinstance(settings, dict):
+        return None
+    if settings.get("storage") == HOME_SQLITE_STORAGE:
+        return settings
+    if any(key in settings for key in _STORAGE_KEYS):
         return None
     return settings
+
+
+# The `storage:` that DEFAULT_DAGSTER_YAML writes: SQLite files in DAGSTER_HOME, as the default.
+HOME_SQLITE_STORAGE = {
+    "custom": {
+        "module": "codeio_dagster.instance_storage",
+        "class": "DagsterSqliteStorage",
+        "config": {"base_dir": {"env": "DAGSTER_HOME"}},
+    }
+}

@@ -1,0 +1,164 @@
+"""The SQLite instance storage a new DAGSTER_HOME gets: Dagster's files, engines kept per process."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.dagster_run import DagsterRun
+
+from codeio_dagster import instance_storage
+from codeio_dagster.home import dagster_home, default_storage_ready
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    return dagster_home()
+
+
+def _log(run_id: str, text: str) -> EventLogEntry:
+    return EventLogEntry(
+        error_info=None,
+        level=20,
+        user_message=text,
+        run_id=run_id,
+        timestamp=time.time(),
+        step_key="raw_code",
+        job_name="codeio_job",
+        dagster_event=None,
+    )
+
+
+def _materialize(instance, run_id: str, partition: str) -> None:
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name="codeio_job",
+        event_specific_data=StepMaterializationData(
+            dg.AssetMaterialization(asset_key="raw_code", partition=partition)
+        ),
+    )
+    instance.report_dagster_event(event, run_id=run_id)
+
+
+def _write(instance, run_id: str, partition: str) -> None:
+    instance.add_run(DagsterRun(job_name="codeio_job", run_id=run_id))
+    instance.add_dynamic_partitions("rawcode", [partition])
+    instance.handle_new_event(_log(run_id, f"hello from {run_id}"))
+    _materialize(instance, run_id, partition)
+
+
+def _read(instance) -> dict:
+    return {
+        "runs": sorted(r.run_id for r in instance.get_runs()),
+        "partitions": sorted(instance.get_dynamic_partitions("rawcode")),
+        "messages": sorted(
+            record.event_log_entry.user_message
+            for run in instance.get_runs()
+            for record in instance.get_records_for_run(run.run_id).records
+            if record.event_log_entry.user_message.startswith("hello")
+        ),
+        "materialized": sorted(instance.get_materialized_partitions(dg.AssetKey("raw_code"))),
+    }
+
+
+def test_a_new_home_stores_in_dagster_sqlite_files_through_these_classes(home):
+    instance = dg.DagsterInstance.get()
+    try:
+        assert isinstance(instance.run_storage, instance_storage.SqliteRunStorage)
+        assert isinstance(instance.event_log_storage, instance_storage.SqliteEventLogStorage)
+        assert isinstance(instance.schedule_storage, instance_storage.SqliteScheduleStorage)
+        _write(instance, "run-a", "rawcode-00000")
+    finally:
+        instance.dispose()
+    # The files of Dagster's default storage, so the build's up-to-date shortcut still applies.
+    assert default_storage_ready(home)
+    assert (home / "history" / "runs" / "run-a.db").is_file()
+
+
+def test_dagster_default_classes_and_these_read_each_others_writes(home):
+    with dg.DagsterInstance.get() as instance:
+        _write(instance, "run-a", "rawcode-00000")
+    kept = (home / "dagster.yaml").read_text()
+    # What the dagster.yaml comment promises: remove `storage:` and Dagster's own classes
+    # open the same files.
+    (home / "dagster.yaml").write_text("")
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__module__.startswith("dagster.")
+        assert _read(instance) == {
+            "runs": ["run-a"],
+            "partitions": ["rawcode-00000"],
+            "messages": ["hello from run-a"],
+            "materialized": ["rawcode-00000"],
+        }
+        _write(instance, "run-b", "rawcode-00001")
+    (home / "dagster.yaml").write_text(kept)
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, instance_storage.SqliteRunStorage)
+        assert _read(instance) == {
+            "runs": ["run-a", "run-b"],
+            "partitions": ["rawcode-00000", "rawcode-00001"],
+            "messages": ["hello from run-a", "hello from run-b"],
+            "materialized": ["rawcode-00000", "rawcode-00001"],
+        }
+
+
+def test_queries_reuse_one_engine_per_database(home, monkeypatch):
+    built = []
+    real = instance_storage.create_engine
+
+    def counting(url, *args, **kwargs):
+        built.append(str(url).rsplit("/", 1)[-1])
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(instance_storage, "create_engine", counting)
+    with dg.DagsterInstance.get() as instance:
+        _write(instance, "run-a", "rawcode-00000")
+        built.clear()
+        for i in range(30):
+            instance.handle_new_event(_log("run-a", f"hello {i}"))
+            assert instance.has_dynamic_partition("rawcode", "rawcode-00000")
+            assert instance.get_run_by_id("run-a") is not None
+        # Dagster's classes build an engine per query: about 120 here.
+        assert built == []
+        assert len(_read(instance)["messages"]) == 31
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_process_builds_its_own_engine(tmp_path):
+    cache = instance_storage.EngineCache()
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    parent = cache.get(url)
+    assert cache.get(url) is parent
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether it got the parent's engine, and that it works
+        try:
+            engine = cache.get(url)
+            with engine.connect() as conn:
+                conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+                conn.commit()
+            os.write(write_end, b"same" if engine is parent else b"own")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 16)
+    os.waitpid(pid, 0)
+    assert answer == b"own"
+    with parent.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+
+
+def test_the_engines_kept_are_bounded_most_recent_first(tmp_path):
+    cache = instance_storage.EngineCache(max_engines=3)
+    urls = [f"sqlite:///{tmp_path / f'{i}.db'}" for i in range(5)]
+    first = {url: cache.get(url) for url in urls[:3]}
+    cache.get(urls[0])  # used again: now the most recent
+    cache.get(urls[3])
+    cache.get(urls[4])
+    assert cache.get(urls[0]) is first[urls[0]]
+    assert cache.get(urls[1]) is not first[urls[1]]
