@@ -6,8 +6,11 @@ written and per `has_dynamic_partition` on this machine, some 400 times in a sha
 and the partition lookups Dagster makes for every input and output of a dynamically partitioned
 asset). Keeping the engine halves that. The engines here still use NullPool, as Dagster's do: a
 connection is opened for each use and closed after it, so no connection is shared between
-threads or inherited by a forked process; only the engine (its dialect and compiled-statement
-cache) is kept. The files, their schema and their migrations are Dagster's own: a home can switch
+threads or inherited by a forked process, and no process holds the files open between queries
+(in WAL mode the last connection to close checkpoints the log into the database, which the
+build's up-to-date digest of the files relies on); only the engine (its dialect and
+compiled-statement cache) is kept. Keeping a connection open as well would save about 1.7 ms
+more per write (measured), but leave the log unmerged while any process runs. The files, their schema and their migrations are Dagster's own: a home can switch
 between these classes and Dagster's defaults at any time (remove `storage:` from its dagster.yaml).
 
 `codeio build` writes these classes into the dagster.yaml of a new DAGSTER_HOME.
@@ -127,6 +130,10 @@ class SqliteEventLogStorage(_DagsterEventLogStorage):
                 self._initialized_dbs.add(shard)
             with _transaction(engine) as conn:
                 yield conn
+
+    def wipe(self) -> None:
+        self._tables.clear()
+        super().wipe()
 
     def has_table(self, table_name: str) -> bool:
         # Asked before every dynamic-partition lookup; a table, once there, stays.
