@@ -27,7 +27,11 @@ class Progress:
         every_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.label, self.total, self.unit = label, total, unit
+        self.label, self.unit = label, unit
+        self._total = total
+        # Items added after the start line (io_pairs' determinism re-runs join its batch as each
+        # function's generation ends), so the lines say why the total grew.
+        self.joined = 0
         self.done = initial
         self.every_s = every_s
         self.clock = clock
@@ -38,6 +42,16 @@ class Progress:
         if total > initial:
             cached = f" ({initial} already done)" if initial else ""
             self._emit(f"{total - initial} of {total} {unit} to do{cached}")
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        # Assigned as a tqdm bar's total is (the sandbox batch grows either kind of bar).
+        self.joined += max(0, value - self._total)
+        self._total = value
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -56,6 +70,8 @@ class Progress:
         elapsed = now - self.started
         text = f"{self.done}/{self.total} {self.unit} ({100 * self.done // max(self.total, 1)}%)"
         text += f", {elapsed:.0f}s"
+        if self.joined:
+            text += f" ({self.joined} joined after the start)"
         if not final and 0 < self.done < self.total and elapsed > 0:
             left = elapsed / self.done * (self.total - self.done)
             text += f", about {left:.0f}s left"

@@ -39,3 +39,21 @@ def test_cached_work_is_counted_and_nothing_to_do_logs_nothing():
     quiet = Lines()
     Progress("responses", 0, log=quiet).close()
     assert quiet.lines == []
+
+
+def test_items_that_join_after_the_start_are_named_in_the_lines():
+    now = [0.0]
+    log = Lines()
+    bar = Progress("io_pairs", 2, log=log, unit="sandbox jobs", every_s=15, clock=lambda: now[0])
+    bar.update()
+    bar.total += 3  # as a sandbox batch grows when determinism re-runs join it
+    now[0] += 20
+    bar.update()
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    assert log.lines == [
+        "io_pairs: 2 of 2 sandbox jobs to do",
+        "io_pairs: 2/5 sandbox jobs (40%), 20s (3 joined after the start), about 30s left",
+        "io_pairs: 5/5 sandbox jobs (100%), 20s (3 joined after the start)",
+    ]
