@@ -6,17 +6,17 @@ import os
 from pathlib import Path
 
 # Written into a DAGSTER_HOME that has no dagster.yaml (Dagster warns on every command without
-# one). It keeps Dagster's defaults and routes the project's own progress lines (model start,
-# jails, batches) into each run's event log, where the UI and `codeio build` show them.
+# one). It keeps Dagster's defaults but for the storage classes (the same SQLite files, queried
+# at half the CPU) and routes the project's own progress lines (model start, jails, batches)
+# into each run's event log, where the UI and `codeio build` show them.
 DEFAULT_DAGSTER_YAML = """\
 # Written by `codeio build` / `codeio demo` because this DAGSTER_HOME had no dagster.yaml.
-# Dagster's defaults apply but for one thing: runs are queued (served by `dagster-daemon run`, or
-# by `codeio build` while it waits) and launched as local subprocesses, and they are stored in
-# SQLite files here, the files and schema of Dagster's default storage, through Dagster's SQLite
-# classes that keep their database engines instead of building one per query (about half the CPU
-# of every event written; codeio_dagster/instance_storage.py). Delete `storage:` to go back to
-# Dagster's own classes on the same files. Run queues, launchers and storage:
-# https://docs.dagster.io/guides/deploy/dagster-yaml
+# Dagster's defaults apply: runs are queued (served by `dagster-daemon run`, or by `codeio build`
+# while it waits), launched as local subprocesses and stored in SQLite files here. One change:
+# `storage:` names Dagster's SQLite classes with their database engines kept, where Dagster's
+# build one for every query (codeio_dagster/instance_storage.py; about half the CPU of each event
+# written). Same files, same schema: delete `storage:` and Dagster's own classes open them.
+# Run queues, launchers and storage: https://docs.dagster.io/guides/deploy/dagster-yaml
 storage:
   custom:
     module: codeio_dagster.instance_storage
