@@ -21,7 +21,8 @@ process split into phases by its output lines (start, landing and stale check, c
 run submitted, dequeued, run process start, steps, funnel), seconds per raw file and the LLM
 requests sent, and the CPU time (user + sys) of the process and every process it started (a
 server, the run, the jails: this benchmark reaps them, so it counts the orphans too), which the
-machine's other load barely moves. For the first run also the sandbox's own work, read from the project's sandbox
+machine's other load barely moves, and the CPU the stub LLM used meanwhile (it runs in this
+process and shares the cores, where a real endpoint would not). For the first run also the sandbox's own work, read from the project's sandbox
 result cache: the summed `duration_ms` of the jobs per stage (each job's wall time in its jail,
 so it grows with the machine's load; a job's stage is the step whose time span holds the moment
 a reply was stored; inside io_pairs, the reply's shape tells the first pass from the determinism
@@ -187,6 +188,8 @@ def run_demo(root: Path, config: Path, stub) -> dict:
     before_requests = len(stub.requests)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_before = before.ru_utime + before.ru_stime
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    own_before = own.ru_utime + own.ru_stime
     start = time.perf_counter()
     # stderr goes to a file: a pipe nobody reads while stdout is followed could fill and block.
     with tempfile.TemporaryFile("w+") as errors:
@@ -209,6 +212,8 @@ def run_demo(root: Path, config: Path, stub) -> dict:
     left = reap_orphans()
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = cpu.ru_utime + cpu.ru_stime - cpu_before
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    stub_seconds = own.ru_utime + own.ru_stime - own_before
     stdout = "\n".join(line for _, line in lines)
     if proc.returncode != 0:
         sys.exit(f"codeio demo failed ({proc.returncode}):\n{stdout}\n{stderr[-4000:]}")
@@ -216,6 +221,7 @@ def run_demo(root: Path, config: Path, stub) -> dict:
         "seconds": seconds,
         "requests": len(stub.requests) - before_requests,
         "cpu_seconds": cpu_seconds,
+        "stub_cpu_seconds": stub_seconds,
         "left_running": left,
         "stdout": stdout,
         "phases": split_phases(lines, seconds),
@@ -435,6 +441,10 @@ def run_shard(shard: int, rows: list[dict], root: Path, stub) -> dict:
             f"  CPU of the process and all it started (user + sys): {result['cpu_seconds']:.2f} s, "
             f"{result['cpu_seconds'] / len(rows):.4f} s per raw file"
             + (f"; {result['left_running']} still running" if result["left_running"] else "")
+        )
+        # A real endpoint runs elsewhere; this one shares the 2 cores with the pipeline.
+        print(
+            f"  CPU of the stub LLM (this process, alongside): {result['stub_cpu_seconds']:.2f} s"
         )
         if label == "first run":
             jobs = sandbox_jobs(root, windows)
