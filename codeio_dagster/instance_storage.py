@@ -86,30 +86,27 @@ def _transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-class SqliteRunStorage(_DagsterRunStorage):
+class _KeptEngineConnect:
+    """`connect()` through a kept engine: the one change to Dagster's run and schedule storage."""
+
+    _conn_string: str
+
+    def __init__(self, conn_string: str, inst_data=None):
+        self._engines = EngineCache(max_engines=1)
+        super().__init__(conn_string, inst_data)  # type: ignore[call-arg]
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with _transaction(self._engines.get(self._conn_string)) as conn:
+            yield conn
+
+
+class SqliteRunStorage(_KeptEngineConnect, _DagsterRunStorage):
     """Dagster's SQLite run storage with its engine kept (see the module docstring)."""
 
-    def __init__(self, conn_string: str, inst_data=None):
-        self._engines = EngineCache(max_engines=1)
-        super().__init__(conn_string, inst_data)
 
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with _transaction(self._engines.get(self._conn_string)) as conn:
-            yield conn
-
-
-class SqliteScheduleStorage(_DagsterScheduleStorage):
+class SqliteScheduleStorage(_KeptEngineConnect, _DagsterScheduleStorage):
     """Dagster's SQLite schedule storage with its engine kept (see the module docstring)."""
-
-    def __init__(self, conn_string: str, inst_data=None):
-        self._engines = EngineCache(max_engines=1)
-        super().__init__(conn_string, inst_data)
-
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with _transaction(self._engines.get(self._conn_string)) as conn:
-            yield conn
 
 
 class SqliteEventLogStorage(_DagsterEventLogStorage):
