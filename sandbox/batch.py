@@ -15,19 +15,23 @@ from codeio_dagster.sandbox.jobs import HOST_MADE
 from codeio_dagster.sandbox.worker import Worker, WorkerDied
 
 if TYPE_CHECKING:
-    from codeio_dagster.sandbox.executor import Executor
+    from codeio_dagster.sandbox.executor import Executor, PoolKey
 
 log = logging.getLogger(__name__)
 
 # Requests written ahead to one jail: it starts the next job without waiting for the host.
 _WINDOW = 4
+# Jails kept running, per slot: as many as a light and a heavy pool under each of the two hash
+# seeds had before heavy pools were split by module set. Past it, an idle one stops.
+_RUNNING_PER_SLOT = 4
 
 
 class Batch:
     """One `run_requests` call: a single-threaded event loop over the jails.
 
-    Each of the `worker_count()` slots runs one job at a time, in the light or the heavy jail
-    of the request's hash seed, so no more jobs execute at once than there are cores. Up to
+    Each of the `worker_count()` slots runs one job at a time, in a jail of the request's pool
+    (its hash seed and the heavy modules its code names, `Executor.pool_modules`), so no more
+    jobs execute at once than there are cores. Up to
     `_WINDOW` requests are written ahead to a jail so that it never waits for the host between
     jobs, and the host wakes once for several replies when it is slow to get a CPU.
     """
@@ -38,7 +42,7 @@ class Batch:
         requests: Sequence[tuple[int | None, dict[str, Any]]],
         progress: bool | str,
         on_reply: Callable[[int, dict[str, Any]], None] | None,
-        jails: Mapping[tuple[int, bool], int] | None = None,
+        jails: Mapping[PoolKey, int] | None = None,
     ):
         self.ex = executor
         # Most jails of a pool this batch may have running (Executor.run_requests); read as the
@@ -48,7 +52,7 @@ class Batch:
         self.on_reply = on_reply
         self.replies: list[dict[str, Any] | None] = []
         self.left = 0
-        self.pending: dict[tuple[int, bool], deque[int]] = {}
+        self.pending: dict[PoolKey, deque[int]] = {}
         self.slots: list[Worker | None] = [None] * executor.settings.worker_count()
         self.label = progress if isinstance(progress, str) else executor.progress
         self.progress = progress
@@ -67,16 +71,9 @@ class Batch:
         self.left += len(requests)
         self.ex.requests_run += len(requests)
         default_seed = self.ex.settings.hash_seed
-        needs: dict[tuple[int, bool], frozenset[str]] = {}
         for i, (seed, req) in enumerate(requests, start):
-            modules = self.ex.heavy_needs(req["code"])
-            key = (default_seed if seed is None else seed, bool(modules))
+            key = (default_seed if seed is None else seed, self.ex.pool_modules(req["code"]))
             self.pending.setdefault(key, deque()).append(i)
-            if modules:
-                needs[key] = needs.get(key, frozenset()) | modules
-        # Known before any jail for these requests starts, so each starts once with all of them.
-        for key, modules in needs.items():
-            self.ex.need(key, modules)
         if self.bar is not None:
             self.bar.total += len(requests)
         elif self.label:
@@ -117,10 +114,8 @@ class Batch:
                     return
                 worker = chosen
                 self.slots[slot] = worker
-            if worker.proc is not None and not self.ex.covers(worker):
-                # Warm, but without a heavy module this batch's jobs name: start it again.
-                self._retire(worker)
             if worker.proc is None:
+                self._make_room()
                 worker.start()
             assert worker.proc is not None
             if not _is_registered(self.sel, worker.proc.stdout):
@@ -137,6 +132,7 @@ class Batch:
             if not worker.inflight and not worker.awaiting_hello:
                 worker.head_since = time.monotonic()
             worker.inflight.append(i)
+            worker.used = time.monotonic()
             sent = True
         if sent or worker.out:
             try:
@@ -191,21 +187,36 @@ class Batch:
             self._finish(worker.inflight.popleft(), frame)
         worker.head_since = now
 
-    def _free_worker(self, key: tuple[int, bool]) -> Worker:
+    def _free_worker(self, key: PoolKey) -> Worker:
         """A worker of pool `key` that no slot holds: a running one if there is one.
 
         A jail another slot left behind when it switched kinds is still warm; taking it costs
-        nothing, while starting one costs a heavy jail about 2 s of CPU. The pool has as many
+        nothing, while starting one costs a heavy jail 0.15 to 2 s of CPU. The pool has as many
         workers as there are slots, so one is always free.
         """
         held = {id(w) for w in self.slots if w is not None}
         free = [w for w in self.ex._pool(*key) if id(w) not in held]
         return next((w for w in free if w.proc is not None), free[0])
 
-    def _may_start(self, key: tuple[int, bool]) -> bool:
+    def _may_start(self, key: PoolKey) -> bool:
         cap = self.caps.get(key)
         running = sum(w.proc is not None for w in self.ex._pool(*key))
         return cap is None or running < cap
+
+    def _make_room(self) -> None:
+        """Before a jail starts: stop the least recently used idle one if too many run.
+
+        Each heavy module set has pools of its own under each hash seed, so without a bound a
+        shard naming many sets would keep a template of each running to the end of the run.
+        """
+        limit = _RUNNING_PER_SLOT * len(self.slots)
+        running = [w for w in self.ex.workers() if w.proc is not None]
+        if len(running) < limit:
+            return
+        held = {id(w) for w in self.slots if w is not None}
+        idle = [w for w in running if id(w) not in held and not w.inflight]
+        if idle:
+            self._retire(min(idle, key=lambda w: w.used))
 
     def _retire(self, worker: Worker) -> None:
         """Stop an idle worker; it starts again when next needed."""

@@ -1,8 +1,8 @@
 """Durable memory of what the sandbox ran: a reply per request, keyed by what determines it.
 
 A key covers the whole request (code, input, every limit, the I/O-pair limits and seed), the
-hash seed and jail kind it ran under, and the executor's identity: the fork-server's own source,
-the runtime recipe, the isolation mode and the jail limits. Replies the host made up itself (a
+hash seed and what its jail's template preloaded, and the executor's identity: the fork-server's
+own source, the runtime recipe, the isolation mode and the jail limits. Replies the host made up itself (a
 jail that died or hung) are never stored. A reply decided by a time or memory limit depends on
 the machine's load as much as on the request: it is kept, but served only once a second run got
 the same kind of reply (`LIMIT_RUNS`); a reply within the limits replaces it. Storage sits behind
@@ -15,14 +15,14 @@ import hashlib
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from codeio_dagster.sqlite_store import open_wal, select_keys
 
 # Bump when the key recipe or the stored reply changes, so old entries are never misread.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 # Runs that must end at a limit before that reply is served from the cache.
 LIMIT_RUNS = 2
 _LIMIT_STATUSES = ("timeout", "memory")
@@ -44,16 +44,23 @@ def hit_a_limit(reply: Mapping[str, Any]) -> bool:
 
 
 def result_key(
-    identity: Mapping[str, Any], hash_seed: int, heavy: bool, request: Mapping[str, Any]
+    identity: Mapping[str, Any],
+    hash_seed: int,
+    preload: Sequence[str],
+    request: Mapping[str, Any],
 ) -> str:
-    """sha256 hex over everything that decides a request's reply (the request id excluded)."""
+    """sha256 hex over everything that decides a request's reply (the request id excluded).
+
+    `preload` is what the template the job forks from imported, in order: a job can see it
+    (`sys.modules`), so two preloads are two keys.
+    """
     body = {k: v for k, v in request.items() if k != "id"}
     text = json.dumps(
         {
             "cache_format": CACHE_FORMAT_VERSION,
             "executor": dict(identity),
             "hash_seed": hash_seed,
-            "heavy": heavy,
+            "preload": list(preload),
             "request": body,
         },
         sort_keys=True,

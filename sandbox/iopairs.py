@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from codeio_dagster.sandbox.cache import ResultCache
-from codeio_dagster.sandbox.executor import Executor
+from codeio_dagster.sandbox.executor import Executor, PoolKey
 from codeio_dagster.sandbox.jobs import result_from_reply
 from codeio_dagster.sandbox.settings import IOPairLimits
 from codeio_dagster.sandbox.values import json_stats, outputs_equal, read_json
@@ -158,12 +159,13 @@ def generate_io_pairs(
         requests.append((None, req))
     recheck = _Recheck(executor, functions) if limits.determinism_check else None
     jails = recheck.jails if recheck is not None else {}
-    # Starting a heavy jail costs 0.3 s (numpy) to 3 s (scipy, pandas) of CPU: heavy jobs that
-    # are at most one slot's share of the batch run in one, while the other slots take the
-    # rest (and the re-runs, which join the batch).
-    heavy = sum(executor.is_heavy(fn.code) for fn in functions)
-    if heavy * settings.worker_count() <= len(functions):
-        jails[(settings.hash_seed, True)] = 1
+    # Starting a heavy jail costs 0.15 s (numpy) to 2 s (scipy) of CPU: the jobs of a heavy
+    # pool that are at most one slot's share of the batch run in one jail, while the other
+    # slots take the rest (and the re-runs, which join the batch).
+    pools = Counter(executor.pool_modules(fn.code) for fn in functions)
+    for modules, count in pools.items():
+        if modules and count * settings.worker_count() <= len(functions):
+            jails[(settings.hash_seed, modules)] = 1
     outcomes: list[IOPairOutcome | None] = [None] * len(functions)
 
     def generated(i: int, reply: dict[str, Any]) -> list[tuple[int | None, dict[str, Any]]]:
@@ -282,18 +284,12 @@ class _Recheck:
         self.seed = (executor.settings.hash_seed + 1) % (1 << 32)
         # (function index, first pair, end) of each re-run request, in the order sent.
         self.jobs: list[tuple[int, int, int]] = []
-        # Under a second of heavy work: a second heavy jail for this seed could save at most
-        # half of it, and starting one costs 0.3 s (numpy) to 3 s (scipy) of CPU. Lifted once
-        # the heavy re-run work known so far passes a second.
-        self.heavy_key = (self.seed, True)
-        self.jails: dict[tuple[int, bool], int] = {self.heavy_key: 1}
-        self.heavy_ms = 0.0
-        # The heavy re-run jails preload what every heavy function names, known now, so that
-        # one started for the first of them need not start again for a later one.
-        for fn in functions:
-            modules = executor.heavy_needs(fn.code)
-            if modules:
-                executor.need(self.heavy_key, modules)
+        # Under a second of a heavy pool's work: a second jail of that pool for this seed could
+        # save at most half of it, and starting one costs 0.15 s (numpy) to 2 s (scipy) of CPU.
+        # Lifted once the pool's re-run work known so far passes a second.
+        self.modules = [executor.pool_modules(fn.code) for fn in functions]
+        self.jails: dict[PoolKey, int] = {(self.seed, m): 1 for m in set(self.modules) if m}
+        self.heavy_ms: dict[frozenset[str], float] = {}
 
     def requests_for(self, i: int, out: IOPairOutcome) -> list[tuple[int | None, dict[str, Any]]]:
         if out.status != "ok":
@@ -322,10 +318,11 @@ class _Recheck:
             )
             requests.append((self.seed, req))
             self.jobs.append((i, start, end))
-        if self.executor.is_heavy(code):
-            self.heavy_ms += out.duration_ms
-            if self.heavy_ms >= _CHUNK_MS:
-                self.jails.pop(self.heavy_key, None)
+        modules = self.modules[i]
+        if modules:
+            self.heavy_ms[modules] = self.heavy_ms.get(modules, 0.0) + out.duration_ms
+            if self.heavy_ms[modules] >= _CHUNK_MS:
+                self.jails.pop((self.seed, modules), None)
         return requests
 
     def judge(self, outcomes: list[IOPairOutcome], replies: Sequence[dict[str, Any]]) -> None:

@@ -33,8 +33,8 @@ DEFAULT_PRELOAD = [
     "decimal",
 ]
 
-# Jobs whose code imports one of HEAVY_MODULES go to a second set of jails that preloaded
-# HEAVY_PRELOAD: forking such a jail costs ~15 ms instead of ~2.5 ms, but importing scipy afresh
+# Jobs whose code names one of HEAVY_MODULES go to jails that preloaded the HEAVY_PRELOAD entries
+# of those it names: forking one costs 3-12 ms instead of ~2.5 ms, but importing scipy afresh
 # costs ~1,400 ms, sympy ~400 ms, pandas ~200 ms and numpy ~60 ms per job. Few jobs need them
 # (under 2 % of the benchmark's CRUXEval and CodeI/O sample), so the rest keep the cheap fork.
 HEAVY_MODULES = ["numpy", "scipy", "pandas", "sympy", "networkx"]
@@ -84,9 +84,9 @@ class SandboxSettings(BaseModel):
     )
     heavy_preload_scope: Literal["named", "all"] = Field(
         "named",
-        description="named: a heavy jail preloads the heavy_preload entries of the heavy "
-        "modules its jobs name (and of those they use), and starts again with more when a job "
-        "names another; all: every entry, whatever its jobs name.",
+        description="named: a heavy job forks from a template that preloaded the heavy_preload "
+        "entries of the heavy modules its code names (and of those they use), in jails of their "
+        "own per set of modules; all: every heavy job in jails preloading every entry.",
     )
     server_overhead_mb: int = Field(
         512, ge=64, description="Memory granted to the fork-server on top of one job's memory_mb."

@@ -45,11 +45,13 @@ class Worker:
     in order, the first of them running.
     """
 
-    def __init__(self, executor: Executor, hash_seed: int, heavy: bool, index: int):
+    def __init__(self, executor: Executor, hash_seed: int, modules: frozenset[str], index: int):
         self.executor = executor
         self.hash_seed = hash_seed
-        self.heavy = heavy
-        self.key = (hash_seed, heavy)
+        # The heavy modules its template preloads (Executor.preload_for); none for a light jail.
+        self.modules = modules
+        self.heavy = bool(modules)
+        self.key = (hash_seed, modules)
         self.index = index
         self.proc: subprocess.Popen | None = None
         self.buf = bytearray()
@@ -59,10 +61,10 @@ class Worker:
         # When the first in-flight request started running (as far as the host can tell).
         self.head_since = 0.0
         self.starts = 0
-        # The heavy modules this jail preloaded (see Executor.preload_for).
-        self.preloaded: frozenset[str] = frozenset()
-        kind = "heavy" if heavy else "light"
-        self.stderr_path = executor.scratch / f"worker-{hash_seed}-{kind}-{index}.log"
+        # When a job was last sent to it: the least recently used idle jail stops first.
+        self.used = 0.0
+        self.kind = "-".join(sorted(modules)) or "light"
+        self.stderr_path = executor.scratch / f"worker-{hash_seed}-{self.kind}-{index}.log"
 
     def start(self) -> None:
         """Launch the jail; its hello arrives later, through the event loop."""
@@ -80,7 +82,7 @@ class Worker:
             cmd = [str(ex.nsjail), "--config", str(cfg_path)]
             env = {"PATH": "/usr/bin:/bin"}
         else:
-            wd = ex.scratch / f"tmp-{self.hash_seed}-{int(self.heavy)}-{self.index}"
+            wd = ex.scratch / f"tmp-{self.hash_seed}-{self.kind}-{self.index}"
             wd.mkdir(exist_ok=True)
             workdir = str(wd)
             cmd = [str(ex.python), "-s", "-B", str(SANDBOX_SRC / "forkserver.py")]
@@ -96,7 +98,7 @@ class Worker:
         self.inflight.clear()
         self.awaiting_hello = True
         self.head_since = time.monotonic()
-        preload, self.preloaded = ex.preload_for(self.key)
+        preload = ex.preload_for(self.modules)
         ex.jail_preloads.append((self.key, tuple(preload)))
         if self.heavy:
             log.info("sandbox: heavy jail (hash seed %d) preloading %s", self.hash_seed, preload)

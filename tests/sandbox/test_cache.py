@@ -16,20 +16,22 @@ from tests.sandbox.workers import job as call_job
 from tests.sandbox.workers import kill_light_worker_soon
 
 IDENTITY = {"server": "s", "runtime": "r", "mode": "nsjail", "jail": {"memory_mb": 1024}}
+LIGHT = ["json", "math"]
 REQUEST = {"id": "a", "kind": "call", "code": "def f(): 1", "input": {"x": 1}, "cpu_s": 6}
 
 
 def test_the_key_covers_each_determinant_and_ignores_the_request_id():
-    base = result_key(IDENTITY, 0, False, REQUEST)
-    assert result_key(IDENTITY, 0, False, {**REQUEST, "id": "b"}) == base
+    base = result_key(IDENTITY, 0, LIGHT, REQUEST)
+    assert result_key(IDENTITY, 0, LIGHT, {**REQUEST, "id": "b"}) == base
     variants = [
-        result_key(IDENTITY, 1, False, REQUEST),
-        result_key(IDENTITY, 0, True, REQUEST),
-        result_key({**IDENTITY, "runtime": "r2"}, 0, False, REQUEST),
-        result_key({**IDENTITY, "jail": {"memory_mb": 512}}, 0, False, REQUEST),
-        result_key(IDENTITY, 0, False, {**REQUEST, "code": "def f(): 2"}),
-        result_key(IDENTITY, 0, False, {**REQUEST, "input": {"x": 2}}),
-        result_key(IDENTITY, 0, False, {**REQUEST, "cpu_s": 7}),
+        result_key(IDENTITY, 1, LIGHT, REQUEST),
+        result_key(IDENTITY, 0, [*LIGHT, "numpy"], REQUEST),
+        result_key(IDENTITY, 0, [*LIGHT, "numpy", "pandas"], REQUEST),
+        result_key({**IDENTITY, "runtime": "r2"}, 0, LIGHT, REQUEST),
+        result_key({**IDENTITY, "jail": {"memory_mb": 512}}, 0, LIGHT, REQUEST),
+        result_key(IDENTITY, 0, LIGHT, {**REQUEST, "code": "def f(): 2"}),
+        result_key(IDENTITY, 0, LIGHT, {**REQUEST, "input": {"x": 2}}),
+        result_key(IDENTITY, 0, LIGHT, {**REQUEST, "cpu_s": 7}),
     ]
     assert len({base, *variants}) == 1 + len(variants)
 

@@ -15,7 +15,7 @@ def job(id_: str, body: str, **kw) -> Job:
 def kill_light_worker_soon(ex: Executor, settings):
     """Warm the one light jail, have its process killed half a second later; that worker."""
     ex.run([job("warm", "    return 1")])
-    worker = ex._pools[(settings.hash_seed, False)][0]
+    worker = ex._pools[(settings.hash_seed, frozenset())][0]
     proc = worker.proc
 
     def kill_soon() -> None:
