@@ -31,9 +31,9 @@ class Batch:
 
     Each of the `worker_count()` slots runs one job at a time, in a jail of the request's pool
     (its hash seed and the heavy modules its code names, `Executor.pool_modules`), so no more
-    jobs execute at once than there are cores. Up to
-    `_WINDOW` requests are written ahead to a jail so that it never waits for the host between
-    jobs, and the host wakes once for several replies when it is slow to get a CPU.
+    jobs execute at once than there are cores. Up to `_WINDOW` requests are written ahead to a
+    jail so that it never waits for the host between jobs, and the host wakes once for several
+    replies when it is slow to get a CPU.
     """
 
     def __init__(
