@@ -42,7 +42,10 @@ RUNTIME_PACKAGES = [
     "sortedcontainers==2.4.0",
 ]
 MARKER = ".codeio-runtime.json"
-_RECIPE_VERSION = 2
+# 3: bytecode compiled at build time. The jail cannot write it to the read-only runtime, so
+# every module imported without it was compiled from source at each import: scipy.stats and
+# the other scipy submodules a heavy jail preloads cost 2.0 s of CPU against 0.9 s with it.
+_RECIPE_VERSION = 3
 
 
 class RuntimeBuildError(RuntimeError):
@@ -170,6 +173,7 @@ def ensure_runtime(
                 "pip",
                 "install",
                 "-q",
+                "--compile-bytecode",
                 "-p",
                 str(runtime_python(runtime_dir)),
                 *RUNTIME_PACKAGES,

@@ -10,11 +10,13 @@ lists and from what a job finds already loaded.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 from codeio_dagster.sandbox import Executor, FunctionSpec, IOPairLimits, Job, generate_io_pairs
 from codeio_dagster.sandbox.cache import SqliteResultCache
+from codeio_dagster.sandbox.runtime import runtime_path, runtime_python
 
 GEN = "\n\ndef input_generator():\n    return {'n': random.randint(0, 1000)}\n"
 # Names built at run time, so that the code names no heavy module but the one it imports.
@@ -206,3 +208,23 @@ def test_a_few_heavy_functions_among_many_generate_in_one_heavy_jail(sandbox_set
     assert [o.status for o in outcomes] == ["ok"] * 5
     # Two heavy functions of five: less than one slot's share, so one heavy jail generates.
     assert starts[(settings.hash_seed, frozenset({"numpy"}))] == 1
+
+
+def test_the_runtime_holds_the_bytecode_of_every_module_it_installed(sandbox_settings):
+    # The jail cannot write bytecode to the read-only runtime: a module without it is compiled
+    # from source at every import, in every jail start and in every job that imports it.
+    runtime = runtime_path(sandbox_settings)
+    tag = subprocess.run(
+        [str(runtime_python(runtime)), "-c", "import sys; print(sys.implementation.cache_tag)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    sources = list(runtime.glob("lib/python3*/site-packages/**/*.py"))
+    missing = [
+        str(py.relative_to(runtime))
+        for py in sources
+        if not (py.parent / "__pycache__" / f"{py.stem}.{tag}.pyc").is_file()
+    ]
+    assert len(sources) > 1000 and "scipy" in {p.parts[-2] for p in sources}
+    assert missing == [], f"{len(missing)} of {len(sources)} without bytecode, e.g. {missing[:3]}"
