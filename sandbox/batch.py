@@ -191,7 +191,7 @@ class Batch:
         """A worker of pool `key` that no slot holds: a running one if there is one.
 
         A jail another slot left behind when it switched kinds is still warm; taking it costs
-        nothing, while starting one costs a heavy jail 0.15 to 2 s of CPU. The pool has as many
+        nothing, while starting one costs a heavy jail 0.15 to 1.4 s of CPU. The pool has as many
         workers as there are slots, so one is always free.
         """
         held = {id(w) for w in self.slots if w is not None}

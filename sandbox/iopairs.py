@@ -159,7 +159,7 @@ def generate_io_pairs(
         requests.append((None, req))
     recheck = _Recheck(executor, functions) if limits.determinism_check else None
     jails = recheck.jails if recheck is not None else {}
-    # Starting a heavy jail costs 0.15 s (numpy) to 2 s (scipy) of CPU: the jobs of a heavy
+    # Starting a heavy jail costs 0.15 s (numpy) to 1 s (scipy) of CPU: the jobs of a heavy
     # pool that are at most one slot's share of the batch run in one jail, while the other
     # slots take the rest (and the re-runs, which join the batch).
     pools = Counter(executor.pool_modules(fn.code) for fn in functions)
@@ -285,7 +285,7 @@ class _Recheck:
         # (function index, first pair, end) of each re-run request, in the order sent.
         self.jobs: list[tuple[int, int, int]] = []
         # Under a second of a heavy pool's work: a second jail of that pool for this seed could
-        # save at most half of it, and starting one costs 0.15 s (numpy) to 2 s (scipy) of CPU.
+        # save at most half of it, and starting one costs 0.15 s (numpy) to 1 s (scipy) of CPU.
         # Lifted once the pool's re-run work known so far passes a second.
         self.modules = [executor.pool_modules(fn.code) for fn in functions]
         self.jails: dict[PoolKey, int] = {(self.seed, m): 1 for m in set(self.modules) if m}

@@ -34,8 +34,9 @@ DEFAULT_PRELOAD = [
 ]
 
 # Jobs whose code names one of HEAVY_MODULES go to jails that preloaded the HEAVY_PRELOAD entries
-# of those it names: forking one costs 3-12 ms instead of ~2.5 ms, but importing scipy afresh
-# costs ~1,400 ms, sympy ~400 ms, pandas ~200 ms and numpy ~60 ms per job. Few jobs need them
+# of those it names: forking one costs more the more it preloaded (outside a jail, 2 ms with
+# numpy alone, 10 ms with all of them), but importing scipy's submodules afresh costs ~750 ms,
+# sympy ~350 ms, pandas ~300 ms and numpy ~120 ms of CPU per job. Few jobs need them
 # (under 2 % of the benchmark's CRUXEval and CodeI/O sample), so the rest keep the cheap fork.
 HEAVY_MODULES = ["numpy", "scipy", "pandas", "sympy", "networkx"]
 # Heavy modules that import others lazily, on first use: a jail preloading one preloads these

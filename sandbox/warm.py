@@ -18,8 +18,8 @@ _warm_lock = threading.Lock()
 def warm_executor(settings: SandboxSettings) -> Iterator[Executor]:
     """An executor kept running for this process and handed to every step with these settings.
 
-    Jails cost their start-up once per run, not once per step (a heavy jail preloads numpy,
-    scipy, pandas, sympy and networkx: about 2.3 s of CPU). Only the most recent settings are
+    Jails cost their start-up once per run, not once per step (a heavy jail preloading numpy,
+    scipy, pandas, sympy and networkx: about 1.4 s of CPU). Only the most recent settings are
     kept warm; the jails stop at exit or when the process dies.
     """
     key = settings.model_dump_json()
