@@ -1,12 +1,13 @@
 """Durable memory of what the sandbox ran: a reply per request, keyed by what determines it.
 
 A key covers the whole request (code, input, every limit, the I/O-pair limits and seed), the
-hash seed and what its jail's template preloaded, and the executor's identity: the fork-server's
-own source, the runtime recipe, the isolation mode and the jail limits. Replies the host made up itself (a
-jail that died or hung) are never stored. A reply decided by a time or memory limit depends on
-the machine's load as much as on the request: it is kept, but served only once a second run got
-the same kind of reply (`LIMIT_RUNS`); a reply within the limits replaces it. Storage sits behind
-`ResultCache`, so a shared database can stand in for the local SQLite file.
+hash seed and what its jail's template preloaded, and the executor's identity: the
+fork-server's own source, the runtime recipe, the isolation mode and the jail limits. Replies
+the host made up itself (a jail that died or hung) are never stored. A reply decided by a time
+or memory limit depends on the machine's load as much as on the request: it is kept, but served
+only once a second run got the same kind of reply (`LIMIT_RUNS`); a reply within the limits
+replaces it. Storage sits behind `ResultCache`, so a shared database can stand in for the local
+SQLite file.
 """
 
 from __future__ import annotations
