@@ -13,7 +13,10 @@ compiled-statement cache) is kept. Keeping a connection open as well would save 
 more per write (measured), but leave the log unmerged while any process runs. The files, their schema and their migrations are Dagster's own: a home can switch
 between these classes and Dagster's defaults at any time (remove `storage:` from its dagster.yaml).
 
-`codeio build` writes these classes into the dagster.yaml of a new DAGSTER_HOME.
+`codeio build` writes these classes into the dagster.yaml of a new DAGSTER_HOME. They override
+Dagster internals (`SqliteEventLogStorage._connect`, the directory helpers of its SQLite storage),
+which is why pyproject pins Dagster below the next minor version and why
+tests/core/test_instance_storage.py writes and reads through both these classes and Dagster's.
 """
 
 from __future__ import annotations

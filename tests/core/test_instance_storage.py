@@ -162,3 +162,20 @@ def test_the_engines_kept_are_bounded_most_recent_first(tmp_path):
     cache.get(urls[4])
     assert cache.get(urls[0]) is first[urls[0]]
     assert cache.get(urls[1]) is not first[urls[1]]
+
+
+def test_after_a_wipe_runs_and_events_are_stored_and_read_again(home):
+    with dg.DagsterInstance.get() as instance:
+        _write(instance, "run-a", "rawcode-00000")
+        instance.wipe()
+        assert _read(instance) == {"runs": [], "partitions": [], "messages": [], "materialized": []}
+        # The run database is made again on first use, and the partitions table is still
+        # found (a wipe forgets the tables this storage has seen).
+        _write(instance, "run-b", "rawcode-00001")
+        assert instance.has_dynamic_partition("rawcode", "rawcode-00001")
+        assert _read(instance) == {
+            "runs": ["run-b"],
+            "partitions": ["rawcode-00001"],
+            "messages": ["hello from run-b"],
+            "materialized": ["rawcode-00001"],
+        }
