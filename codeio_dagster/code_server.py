@@ -60,9 +60,7 @@ class CodeServer:
         return [
             sys.executable,
             "-m",
-            "dagster",
-            "api",
-            "grpc",
+            "codeio_dagster.warm_runs",
             # A definitions module that fails to load is reported by the server, not fatal to it.
             "--lazy-load-user-code",
             "--socket",

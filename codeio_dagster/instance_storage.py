@@ -48,7 +48,7 @@ from dagster._core.storage.sqlite_storage import (
     _schedule_directory,
 )
 from dagster._utils import mkdir_p
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
@@ -75,12 +75,24 @@ class EngineCache:
             engine = self._engines.get(conn_string)
             if engine is None:
                 engine = create_engine(conn_string, poolclass=NullPool, **self.engine_args)
+                event.listen(engine, "connect", _sync_at_checkpoints)
                 self._engines[conn_string] = engine
                 while len(self._engines) > self.max_engines:
                     self._engines.popitem(last=False)
             else:
                 self._engines.move_to_end(conn_string)
             return engine
+
+
+def _sync_at_checkpoints(dbapi_connection, _record) -> None:
+    # SQLite's default (synchronous=FULL) flushes the write-ahead log to the disk at every
+    # commit: 3.7 ms of waiting per event on this machine's disk, some 300 times in a shard's
+    # run. NORMAL flushes at checkpoints only. In WAL mode that loses nothing when a process
+    # crashes or is killed and never corrupts the database; only the last commits before a
+    # power loss or OS crash may be rolled back (https://www.sqlite.org/pragma.html#pragma_synchronous).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 @contextmanager

@@ -128,6 +128,28 @@ def test_queries_reuse_one_engine_per_database(home, monkeypatch):
         assert len(_read(instance)["messages"]) == 31
 
 
+def test_commits_wait_for_the_disk_at_checkpoints_only_and_the_log_stays_wal(home):
+    """synchronous=NORMAL on every connection these classes open, in WAL mode (see
+    `_sync_at_checkpoints`); Dagster's own classes leave SQLite's default, FULL (2)."""
+    from sqlalchemy import text
+
+    with dg.DagsterInstance.get() as instance:
+        _write(instance, "run-a", "rawcode-00000")
+        events = instance.event_log_storage
+        engines = [
+            instance.run_storage._engines.get(instance.run_storage._conn_string),
+            events._engines.get(events.conn_string_for_shard("run-a")),
+            events._engines.get(events.conn_string_for_shard(instance_storage.INDEX_SHARD_NAME)),
+        ]
+        for engine in engines:
+            with engine.connect() as conn:
+                assert conn.execute(text("PRAGMA synchronous")).scalar() == 1
+                assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    (home / "dagster.yaml").write_text("")
+    with dg.DagsterInstance.get() as instance, instance.run_storage.connect() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2
+
+
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_process_builds_its_own_engine(tmp_path):
     cache = instance_storage.EngineCache()

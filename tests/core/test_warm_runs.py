@@ -1,0 +1,147 @@
+"""The runs that `codeio build`'s code server launches start warm, forked from a process that has
+imported Dagster and the definitions already, and see what a spawned run would see."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+import pytest
+
+from codeio_dagster.code_server import CodeServer
+
+PROBE_DEFS = textwrap.dedent(
+    """
+    import json, os
+    import dagster as dg
+
+    IMPORTED_BY = os.getpid()
+
+    @dg.op
+    def probe():
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            parent = f.read().replace(b"\\0", b" ").decode()
+        with open(os.environ["PROBE_OUT"], "w") as out:
+            json.dump({"pid": os.getpid(), "imported_by": IMPORTED_BY, "parent": parent,
+                       "dotenv": os.environ.get("PROBE_FROM_DOTENV"), "cwd": os.getcwd()}, out)
+
+    # In the run's own process, whose parent is then the process it was started from.
+    @dg.job(executor_def=dg.in_process_executor)
+    def probe_job():
+        probe()
+
+    defs = dg.Definitions(jobs=[probe_job])
+    """
+)
+
+
+def _launch(instance, server, location_name: str) -> str:
+    from dagster._core.definitions.selector import JobSubsetSelector
+    from dagster._core.workspace.context import WorkspaceProcessContext
+
+    with WorkspaceProcessContext(instance, server.target(), version="") as process:
+        context = process.create_request_context()
+        assert not context.code_location_errors()
+        location = context.get_code_location(location_name)
+        (repo,) = location.get_repositories().values()
+        remote_job = location.get_job(
+            JobSubsetSelector(
+                location_name=location_name,
+                repository_name=repo.name,
+                job_name="probe_job",
+                op_selection=None,
+            )
+        )
+        plan = location.get_execution_plan(
+            remote_job, {}, step_keys_to_execute=None, known_state=None, instance=instance
+        ).execution_plan_snapshot
+        run = instance.create_run(
+            job_name="probe_job",
+            run_id=None,
+            run_config={},
+            resolved_op_selection=None,
+            step_keys_to_execute=plan.step_keys_to_execute,
+            op_selection=None,
+            status=None,
+            root_run_id=None,
+            parent_run_id=None,
+            tags={},
+            job_snapshot=remote_job.job_snapshot,
+            execution_plan_snapshot=plan,
+            parent_job_snapshot=remote_job.parent_job_snapshot,
+            remote_job_origin=remote_job.get_remote_origin(),
+            job_code_origin=remote_job.get_python_origin(),
+            asset_selection=None,
+            asset_check_selection=None,
+            asset_graph=repo.asset_graph,
+        )
+        instance.launch_run(run.run_id, context)
+        return run.run_id
+
+
+def _wait_finished(instance, run_id: str, within_s: float = 120):
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run.is_finished:
+            return run
+        time.sleep(0.2)
+    pytest.fail(f"run {run_id} did not finish within {within_s} s")
+
+
+def test_a_run_forks_from_the_warm_server_with_the_servers_environment(tmp_path, monkeypatch):
+    import dagster as dg
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "probe_defs.py").write_text(PROBE_DEFS)
+    # Dagster's per-project .env loader: the server reads it into its environment when it starts
+    # (`--inject-env-vars-from-instance`), after the fork server has started; a run still sees it.
+    (project / ".env").write_text("PROBE_FROM_DOTENV=from the project's .env\n")
+    monkeypatch.setenv("DAGSTER_PROJECT_ENV_FILE_PATHS", json.dumps({"probe": "."}))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    out = tmp_path / "probe.json"
+    monkeypatch.setenv("PROBE_OUT", str(out))
+
+    with CodeServer("probe_defs", "probe", project) as server, dg.DagsterInstance.get() as instance:
+        run = _wait_finished(instance, _launch(instance, server, "probe"))
+        server_pid = server._process.pid
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    seen = json.loads(out.read_text())
+    # Forked from multiprocessing's fork server, not spawned by the gRPC server itself...
+    assert "multiprocessing.forkserver" in seen["parent"]
+    # ...which had imported the definitions before the run's process existed.
+    assert seen["imported_by"] != seen["pid"]
+    assert seen["dotenv"] == "from the project's .env"
+    assert seen["cwd"] == str(project)
+    assert server_pid != seen["pid"]
+
+
+def test_a_definitions_module_that_fails_to_import_fails_the_run_not_the_server(
+    tmp_path, monkeypatch
+):
+    """The fork server ignores the error; the run imports the module again and Dagster reports it."""
+    import dagster as dg
+
+    project = tmp_path / "project"
+    project.mkdir()
+    flag = project / "broken.flag"
+    # Imports while the server loads it, fails once the flag exists (when the run imports it).
+    (project / "probe_defs.py").write_text(
+        f"import os\nif os.path.exists({str(flag)!r}):\n    raise RuntimeError('broken now')\n"
+        + PROBE_DEFS
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("PROBE_OUT", str(tmp_path / "probe.json"))
+    flag.write_text("")
+    with CodeServer("probe_defs", "probe", project) as server, dg.DagsterInstance.get() as instance:
+        from dagster._core.workspace.context import WorkspaceProcessContext
+
+        with WorkspaceProcessContext(instance, server.target(), version="") as process:
+            errors = process.create_request_context().code_location_errors()
+        assert errors and "broken now" in errors[0].to_string()
+        # The server still answers after its fork server met the same error.
+        assert server._process.poll() is None
