@@ -4,8 +4,10 @@ imported Dagster and the definitions already, and see what a spawned run would s
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +82,31 @@ def _launch(instance, server, location_name: str) -> str:
         return run.run_id
 
 
+def _children(pid: int, marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if int(stat[1]) == pid and marker in cmdline.decode(errors="replace"):
+                found.append(int(entry))
+    return found
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _wait_finished(instance, run_id: str, within_s: float = 120):
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -108,6 +135,9 @@ def test_a_run_forks_from_the_warm_server_with_the_servers_environment(tmp_path,
     with CodeServer("probe_defs", "probe", project) as server, dg.DagsterInstance.get() as instance:
         run = _wait_finished(instance, _launch(instance, server, "probe"))
         server_pid = server._process.pid
+        fork_servers = _children(server_pid, "multiprocessing.forkserver")
+    assert len(fork_servers) == 1
+    assert _gone(fork_servers[0], 10), "the fork server outlived its code server"
     assert run.status == dg.DagsterRunStatus.SUCCESS
     seen = json.loads(out.read_text())
     # Forked from multiprocessing's fork server, not spawned by the gRPC server itself...
@@ -119,29 +149,34 @@ def test_a_run_forks_from_the_warm_server_with_the_servers_environment(tmp_path,
     assert server_pid != seen["pid"]
 
 
-def test_a_definitions_module_that_fails_to_import_fails_the_run_not_the_server(
+def test_definitions_that_fail_in_the_fork_server_fail_the_run_not_the_server(
     tmp_path, monkeypatch
 ):
-    """The fork server ignores the error; the run imports the module again and Dagster reports it."""
+    """The fork server ignores the error; the run imports the module again, and Dagster reports
+    the error as the run's failure. The server goes on serving."""
     import dagster as dg
 
     project = tmp_path / "project"
     project.mkdir()
-    flag = project / "broken.flag"
-    # Imports while the server loads it, fails once the flag exists (when the run imports it).
+    # Fails in the fork server and in the runs forked from it (their command line is its own),
+    # loads in the gRPC server.
     (project / "probe_defs.py").write_text(
-        f"import os\nif os.path.exists({str(flag)!r}):\n    raise RuntimeError('broken now')\n"
-        + PROBE_DEFS
+        "from pathlib import Path\n"
+        "if b'multiprocessing.forkserver' in Path('/proc/self/cmdline').read_bytes():\n"
+        "    raise RuntimeError('no definitions in a fork server')\n" + PROBE_DEFS
     )
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
     monkeypatch.setenv("PROBE_OUT", str(tmp_path / "probe.json"))
-    flag.write_text("")
     with CodeServer("probe_defs", "probe", project) as server, dg.DagsterInstance.get() as instance:
-        from dagster._core.workspace.context import WorkspaceProcessContext
-
-        with WorkspaceProcessContext(instance, server.target(), version="") as process:
-            errors = process.create_request_context().code_location_errors()
-        assert errors and "broken now" in errors[0].to_string()
-        # The server still answers after its fork server met the same error.
+        for _ in range(2):
+            run = _wait_finished(instance, _launch(instance, server, "probe"))
+            assert run.status == dg.DagsterRunStatus.FAILURE
+            failure = "\n".join(
+                str(record.event_log_entry.dagster_event.event_specific_data)
+                for record in instance.get_records_for_run(run.run_id).records
+                if record.event_log_entry.dagster_event is not None
+            )
+            assert "no definitions in a fork server" in failure
         assert server._process.poll() is None
+    assert not (tmp_path / "probe.json").exists()
