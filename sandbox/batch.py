@@ -6,12 +6,18 @@ import logging
 import selectors
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from codeio_dagster.progress import Progress
 from codeio_dagster.sandbox.jobs import HOST_MADE
+from codeio_dagster.sandbox.schedule import (
+    JobQueue,
+    PoolChoice,
+    may_write_ahead,
+    pick_pool,
+    start_estimate_ms,
+)
 from codeio_dagster.sandbox.worker import Worker, WorkerDied
 
 if TYPE_CHECKING:
@@ -33,7 +39,8 @@ class Batch:
     (its hash seed and the heavy modules its code names, `Executor.pool_modules`), so no more
     jobs execute at once than there are cores. Up to `_WINDOW` requests are written ahead to a
     jail so that it never waits for the host between jobs, and the host wakes once for several
-    replies when it is slow to get a CPU.
+    replies when it is slow to get a CPU. Which job a free slot takes next is `schedule`'s
+    policy: unknown cost first, then longest expected job (with its jail's start-up) first.
     """
 
     def __init__(
@@ -43,8 +50,12 @@ class Batch:
         progress: bool | str,
         on_reply: Callable[[int, dict[str, Any]], None] | None,
         jails: Mapping[PoolKey, int] | None = None,
+        expected_ms: Callable[[dict[str, Any]], float | None] | None = None,
     ):
         self.ex = executor
+        # A request's expected cost in ms, or None if unknown: the order jobs start in
+        # (`schedule`), never what they reply.
+        self.expected_ms = expected_ms
         # Most jails of a pool this batch may have running (Executor.run_requests); read as the
         # batch goes, so the caller may change it from on_reply.
         self.caps = jails if jails is not None else {}
@@ -52,7 +63,7 @@ class Batch:
         self.on_reply = on_reply
         self.replies: list[dict[str, Any] | None] = []
         self.left = 0
-        self.pending: dict[PoolKey, deque[int]] = {}
+        self.pending: dict[PoolKey, JobQueue] = {}
         self.slots: list[Worker | None] = [None] * executor.settings.worker_count()
         self.label = progress if isinstance(progress, str) else executor.progress
         self.progress = progress
@@ -61,8 +72,8 @@ class Batch:
         self.add(requests)
 
     def add(self, requests: Sequence[tuple[int | None, dict[str, Any]]]) -> None:
-        """More requests for this batch, also while it runs (from on_reply): each queues behind
-        the requests of its pool already waiting, and its reply comes with index `len` so far."""
+        """More requests for this batch, also while it runs (from on_reply): each joins its pool's
+        queue in `schedule.job_key` order, and its reply comes with index `len` so far."""
         if not requests:
             return
         start = len(self.requests)
@@ -73,7 +84,8 @@ class Batch:
         default_seed = self.ex.settings.hash_seed
         for i, (seed, req) in enumerate(requests, start):
             key = (default_seed if seed is None else seed, self.ex.pool_modules(req["code"]))
-            self.pending.setdefault(key, deque()).append(i)
+            cost = self.expected_ms(req) if self.expected_ms is not None else None
+            self.pending.setdefault(key, JobQueue()).push(i, cost)
         if self.bar is not None:
             self.bar.total += len(requests)
         elif self.label:
@@ -98,22 +110,11 @@ class Batch:
     def _feed(self, slot: int) -> None:
         worker = self.slots[slot]
         if worker is None or not worker.inflight:
-            queued = [(q[0], key) for key, q in self.pending.items() if q]
-            if not queued:
+            chosen = self._choose(worker)
+            if chosen is None:
                 return
-            if worker is None or not self.pending.get(worker.key):
-                # An idle slot switches to the kind of job that has waited longest, unless
-                # that needs a jail its pool's cap does not allow: then the next kind, or none.
-                chosen = None
-                for _, key in sorted(queued):
-                    chosen = self._free_worker(key)
-                    if chosen.proc is not None or self._may_start(key):
-                        break
-                    chosen = None
-                if chosen is None:
-                    return
-                worker = chosen
-                self.slots[slot] = worker
+            worker = chosen
+            self.slots[slot] = worker
             if worker.proc is None:
                 self._make_room()
                 worker.start()
@@ -127,7 +128,9 @@ class Batch:
         window = _WINDOW if waiting > _WINDOW * len(self.slots) else 1
         sent = False
         while queue and len(worker.inflight) < window:
-            i = queue.popleft()
+            if worker.inflight and not may_write_ahead(queue.head_expected()):
+                break
+            i = queue.pop()
             worker.queue(self.requests[i][1])
             if not worker.inflight and not worker.awaiting_hello:
                 worker.head_since = time.monotonic()
@@ -141,6 +144,25 @@ class Batch:
                 self._fail(worker, exc)
                 return
             self._watch_writes(worker)
+
+    def _choose(self, worker: Worker | None) -> Worker | None:
+        """The jail a free slot (holding `worker`, idle, or none) serves next (`pick_pool`), of
+        the pools with queued jobs whose cap lets it have one; None if there is none."""
+        own = worker.key if worker is not None else None
+        choices: dict[PoolKey, tuple[PoolChoice, Worker]] = {}
+        for key, queue in self.pending.items():
+            head = queue.head()
+            if head is None:
+                continue
+            candidate = worker if key == own and worker is not None else self._free_worker(key)
+            if candidate.proc is None and not self._may_start(key):
+                continue
+            start = 0.0
+            if candidate.proc is None:
+                start = start_estimate_ms(bool(key[1]), self.ex.start_ms.get(key[1]))
+            choices[key] = (PoolChoice(key, head, start), candidate)
+        picked = pick_pool([c for c, _ in choices.values()], own)
+        return None if picked is None else choices[picked][1]
 
     def _watch_writes(self, worker: Worker) -> None:
         assert worker.proc is not None and worker.proc.stdin is not None
@@ -181,6 +203,7 @@ class Batch:
             if not frame.get("ready"):
                 raise WorkerDied(f"fork-server did not start: {frame}")
             worker.awaiting_hello = False
+            self.ex.start_ms[worker.modules] = (now - worker.head_since) * 1000.0
         else:
             if not worker.inflight:
                 raise WorkerDied("jail sent a reply nobody asked for")
@@ -247,9 +270,10 @@ class Batch:
                 HOST_MADE: True,
             },
         )
-        # The others never started: they go back to the front of their queue, in order.
-        queue = self.pending.setdefault(worker.key, deque())
-        queue.extendleft(reversed(worker.inflight))
+        # The others never started: they go back to their queue, where they were.
+        queue = self.pending.setdefault(worker.key, JobQueue())
+        for i in worker.inflight:
+            queue.push(i, queue.expected.get(i))
         worker.inflight.clear()
 
     def _finish(self, i: int, reply: dict[str, Any]) -> None:

@@ -84,6 +84,9 @@ class Executor:
         self.jail_starts: dict[PoolKey, int] = {}
         self.jail_preloads: list[tuple[PoolKey, tuple[str, ...]]] = []
         self.requests_run = 0
+        # Milliseconds the last jail start of each heavy module set took to say hello: what the
+        # batch expects the next start of such a jail to cost (`schedule.start_estimate_ms`).
+        self.start_ms: dict[frozenset[str], float] = {}
         # A stage sets its name here to have its batches' progress logged as lines.
         self.progress: str | None = None
 
@@ -275,6 +278,7 @@ class Executor:
         cache: ResultCache | None = None,
         jails: dict[PoolKey, int] | None = None,
         follow_up: FollowUp | None = None,
+        expected_ms: Callable[[dict[str, Any]], float | None] | None = None,
     ) -> list[dict[str, Any]]:
         """Send raw fork-server requests, (hash_seed or None, request), and collect the replies.
 
@@ -286,6 +290,9 @@ class Executor:
         more requests: they join the batch and run while its other jobs do, instead of after
         the slowest of them; their replies follow the given ones', in the order they were
         returned (and are followed up in turn).
+        `expected_ms(request)`, the milliseconds a request is expected to run or None if
+        unknown, orders the jobs (`schedule`: unknown first, then longest first); it changes
+        when a job runs, never its reply.
         """
         if self._scratch is None:
             raise RuntimeError("Executor must be entered (`with Executor(settings) as ex:`) first")
@@ -341,7 +348,7 @@ class Executor:
             arrived(i, reply)
 
         with self._run_lock:
-            batch = Batch(self, [], progress, from_batch, jails)
+            batch = Batch(self, [], progress, from_batch, jails, expected_ms)
             add(requests)
             finished = batch.run()
         if cache is not None and fresh:

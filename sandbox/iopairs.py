@@ -176,7 +176,13 @@ def generate_io_pairs(
         out = outcomes[i] = _generated(functions[i], reply, limits)
         return recheck.requests_for(i, out) if recheck is not None else []
 
-    replies = executor.run_requests(requests, cache=cache, jails=jails, follow_up=generated)
+    replies = executor.run_requests(
+        requests,
+        cache=cache,
+        jails=jails,
+        follow_up=generated,
+        expected_ms=recheck.expected_ms if recheck is not None else None,
+    )
     generation = replies[: len(functions)]
     done = [
         out if out is not None else _generated(fn, reply, limits)
@@ -290,6 +296,8 @@ class _Recheck:
         self.modules = [executor.pool_modules(fn.code) for fn in functions]
         self.jails: dict[PoolKey, int] = {(self.seed, m): 1 for m in set(self.modules) if m}
         self.heavy_ms: dict[frozenset[str], float] = {}
+        # A re-run request's expected milliseconds, by its id: its share of the first pass's.
+        self.expected: dict[str, float] = {}
 
     def requests_for(self, i: int, out: IOPairOutcome) -> list[tuple[int | None, dict[str, Any]]]:
         if out.status != "ok":
@@ -318,12 +326,18 @@ class _Recheck:
             )
             requests.append((self.seed, req))
             self.jobs.append((i, start, end))
+            self.expected[req["id"]] = out.duration_ms * n / max(len(out.pairs), 1)
         modules = self.modules[i]
         if modules:
             self.heavy_ms[modules] = self.heavy_ms.get(modules, 0.0) + out.duration_ms
             if self.heavy_ms[modules] >= _CHUNK_MS:
                 self.jails.pop((self.seed, modules), None)
         return requests
+
+    def expected_ms(self, req: dict[str, Any]) -> float | None:
+        """How long a request of this batch is expected to run: a re-run about as long as its
+        pairs took in the first pass; a first pass is unknown."""
+        return self.expected.get(req["id"]) if req.get("kind") == "recheck" else None
 
     def judge(self, outcomes: list[IOPairOutcome], replies: Sequence[dict[str, Any]]) -> None:
         found: dict[int, list[tuple[int, tuple[str, str]]]] = {}
