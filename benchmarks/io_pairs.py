@@ -3,20 +3,26 @@
 Functions are the CodeI/O authors' unified functions (`codeio_rawcode_1k_parsed.jsonl`), each
 with an input generator that draws one of its stored inputs. Measured side by side in one run:
 
-1. the determinism re-run as one job per pair (how it was: a request, a fork and a module load
-   per pair) against one job per function (each call still a fresh fork of the loaded module),
-   in alternating order over the rounds, on the same warm jails, same pairs, same hash seed;
+1. (gone: the re-run as one job per pair against one job per function; the per-pair way no
+   longer exists to compare with, and the re-run now runs inside the generation's batch);
 2. two steps (io_pairs, then a verdicts-like step of heavy jobs) each with its own executor (how
    it was) against both on the one warm executor: jail start-ups and seconds;
 3. generation plus re-run without a cache, then the same again answered by the result cache;
 4. a shard's io_pairs (generation and re-run, so heavy jails of both hash seeds) on fresh jails
    that preload all of heavy_preload (how it was) against jails that preload only the heavy
    modules the shard's functions name (`heavy_preload_scope`), in alternating order: seconds,
-   CPU seconds of the jails, and what the heavy jails preloaded.
+   CPU seconds of the jails, and what the heavy jails preloaded;
+5. a shard's io_pairs on fresh jails with the jobs in queue order (no cost estimates: each
+   slot keeps its pool while it has jobs, as before `sandbox/schedule.py`) against the
+   schedule's order (re-runs longest first by their first pass's duration, a jail's start
+   counted as work), alternating: seconds against the floor the jobs set (their summed
+   `duration_ms` over the jails), slot-seconds with no job running (jail start-ups and
+   imbalance), and whether both ways gave the same outcomes.
 
 Usage: `.venv/bin/python benchmarks/io_pairs.py [--functions 120] [--rounds 2] [--shard 93]
-[--shards 2] [--only-preload]` (93: the functions of one 200-file shard of the fixture; section 4
-runs on the first `--shards` such shards, `--only-preload` runs section 4 alone).
+[--shards 2] [--only-preload] [--only-schedule]` (93: the functions of one 200-file shard of the
+fixture; sections 4 and 5 run on the first `--shards` such shards, `--only-preload` and
+`--only-schedule` run one of them alone).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 
 from codeio_dagster.sandbox import Executor, FunctionSpec, IOPairLimits, SandboxSettings
 from codeio_dagster.sandbox.cache import SqliteResultCache
-from codeio_dagster.sandbox.iopairs import _recheck, generate_io_pairs
+from codeio_dagster.sandbox.iopairs import generate_io_pairs
 
 FIXTURES = Path(
     os.environ.get("CODEIO_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
@@ -60,32 +66,6 @@ def load_functions(n: int) -> list[FunctionSpec]:
     return specs[:n]
 
 
-def recheck_per_pair(executor: Executor, outcomes) -> int:
-    """The old re-run: one request per kept pair under the other hash seed; mismatches found."""
-    seed = executor.settings.hash_seed + 1
-    requests = []
-    wanted = []
-    for out in outcomes:
-        if out.status != "ok":
-            continue
-        for i, pair in enumerate(out.pairs):
-            req = executor.base_request(None)
-            req.update(
-                kind="call",
-                id=f"{out.function_id}#{i}",
-                code=codes[out.function_id],
-                call="main_solution",
-                input=json.loads(pair.input),
-            )
-            requests.append((seed, req))
-            wanted.append(pair.output)
-    replies = executor.run_requests(requests)
-    return sum(r.get("output") != w for r, w in zip(replies, wanted, strict=True))
-
-
-codes: dict[str, str] = {}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--functions", type=int, default=120)
@@ -93,42 +73,15 @@ def main() -> int:
     ap.add_argument("--shard", type=int, default=93)
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--only-preload", action="store_true")
+    ap.add_argument("--only-schedule", action="store_true")
     args = ap.parse_args()
     settings = SandboxSettings(timeout_s=5.0)
     limits = IOPairLimits(time_budget_s=20)
     if args.only_preload:
         return preload_section(args, settings, limits)
+    if args.only_schedule:
+        return schedule_section(args, settings, limits)
     specs = load_functions(args.functions)
-    codes.update({s.id: s.code for s in specs})
-    no_recheck = limits.model_copy(update={"determinism_check": False})
-
-    with Executor(settings) as ex:
-        outcomes = generate_io_pairs(ex, specs, no_recheck)
-        kept = [o for o in outcomes if o.status == "ok"]
-        # Functions whose whole generation took under 0.3 s: where the cost per call is the
-        # executor's own rather than the function's computing.
-        fast = [o for o in kept if o.duration_ms < 300]
-        for label, subset in (("all", kept), ("fast", fast)):
-            pairs = sum(len(o.pairs) for o in subset)
-            # Warm every pool both ways use before timing.
-            _recheck(ex, specs, [o.model_copy(deep=True) for o in subset], None)
-            recheck_per_pair(ex, subset)
-            per_pair = per_function = 0.0
-            for r in range(args.rounds):
-                order = ("pair", "function") if r % 2 == 0 else ("function", "pair")
-                for way in order:
-                    start = time.perf_counter()
-                    if way == "pair":
-                        recheck_per_pair(ex, subset)
-                        per_pair += time.perf_counter() - start
-                    else:
-                        _recheck(ex, specs, [o.model_copy(deep=True) for o in subset], None)
-                        per_function += time.perf_counter() - start
-            print(
-                f"re-run of {pairs} pairs of {len(subset)} functions ({label}), {args.rounds} "
-                f"rounds: one job per pair {per_pair:.2f} s, one job per function "
-                f"{per_function:.2f} s, ratio {per_pair / max(per_function, 1e-9):.2f}x"
-            )
 
     heavy = [s for s in specs if Executor(settings).is_heavy(s.code)][:6] or specs[:6]
     steps_jobs = [s.model_copy(update={"id": s.id + "-v"}) for s in heavy]
@@ -175,7 +128,8 @@ def main() -> int:
         )
         cache.close()
 
-    return preload_section(args, settings, limits)
+    preload_section(args, settings, limits)
+    return schedule_section(args, settings, limits)
 
 
 def preload_section(args, settings, limits) -> int:
@@ -220,6 +174,77 @@ def shard_preload(shard: list[FunctionSpec], settings, limits, rounds: int) -> N
         f"{all_[0] / max(named_[0], 1e-9):.2f}x seconds, {all_[1] / max(named_[1], 1e-9):.2f}x "
         "jail CPU"
     )
+
+
+def schedule_section(args, settings, limits) -> int:
+    """Section 5 on each of the first `--shards` shards of the fixture's functions."""
+    functions = load_functions(args.shard * args.shards)
+    for i in range(args.shards):
+        shard_schedule(
+            functions[i * args.shard : (i + 1) * args.shard], settings, limits, args.rounds
+        )
+    return 0
+
+
+def timed_io_pairs(shard, settings, limits, estimates: bool):
+    """io_pairs on fresh jails: (seconds, job spans (start, end) in seconds, outcomes)."""
+    spans: list[tuple[float, float]] = []
+    with Executor(settings) as ex:
+        run_requests = ex.run_requests
+
+        def recording(requests, **kwargs):
+            if not estimates:
+                kwargs.pop("expected_ms", None)  # every job of unknown cost: queue order
+            on_reply = kwargs.pop("on_reply", None)
+
+            def stamp(i, reply):
+                end = time.perf_counter() - start
+                spans.append((end - float(reply.get("duration_ms") or 0.0) / 1000, end))
+                if on_reply is not None:
+                    on_reply(i, reply)
+
+            return run_requests(requests, on_reply=stamp, **kwargs)
+
+        ex.run_requests = recording
+        start = time.perf_counter()
+        outcomes = generate_io_pairs(ex, shard, limits)
+        wall = time.perf_counter() - start
+    return wall, spans, outcomes
+
+
+def idle_slot_seconds(spans: list[tuple[float, float]], wall: float, slots: int) -> float:
+    """Slot-seconds in [0, wall] with fewer jobs running than there are slots."""
+    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running, last, idle = 0, 0.0, 0.0
+    for t, step in points:
+        idle += max(0, slots - running) * max(0.0, t - last)
+        running, last = running + step, t
+    return idle + slots * max(0.0, wall - last)
+
+
+def shard_schedule(shard: list[FunctionSpec], settings, limits, rounds: int) -> None:
+    """Section 5: one shard's io_pairs, jobs in queue order against the schedule's order."""
+    slots = settings.worker_count()
+    totals = {way: [0.0, 0.0, 0.0] for way in ("queue order", "schedule")}
+    seen: dict[str, list] = {}
+    for r in range(rounds):
+        for way in ("queue order", "schedule") if r % 2 == 0 else ("schedule", "queue order"):
+            wall, spans, outcomes = timed_io_pairs(shard, settings, limits, way == "schedule")
+            total = totals[way]
+            total[0] += wall
+            total[1] += sum(e - s for s, e in spans) / slots
+            total[2] += idle_slot_seconds(spans, wall, slots)
+            # A nondeterministic function's error quotes a fresh value: compare the rest.
+            seen.setdefault(way, []).append([(o.function_id, o.status, o.pairs) for o in outcomes])
+    same = all(run == seen["schedule"][0] for runs in seen.values() for run in runs)
+    line = [f"io_pairs of a {len(shard)}-function shard on fresh jails, {rounds} rounds:"]
+    for way, (wall, floor, idle) in totals.items():
+        line.append(
+            f"{way} {wall:.2f} s over a floor of {floor:.2f} s (gap {wall - floor:.2f} s, "
+            f"{idle:.2f} slot-seconds idle);"
+        )
+    line.append(f"same outcomes (status, pairs) every run: {same}")
+    print(" ".join(line))
 
 
 if __name__ == "__main__":
