@@ -134,11 +134,13 @@ def main() -> int:
 
 def preload_section(args, settings, limits) -> int:
     """Section 4 on each of the first `--shards` shards of the fixture's functions."""
+    return per_shard(shard_preload, args, settings, limits)
+
+
+def per_shard(section, args, settings, limits) -> int:
     functions = load_functions(args.shard * args.shards)
     for i in range(args.shards):
-        shard_preload(
-            functions[i * args.shard : (i + 1) * args.shard], settings, limits, args.rounds
-        )
+        section(functions[i * args.shard : (i + 1) * args.shard], settings, limits, args.rounds)
     return 0
 
 
@@ -178,12 +180,7 @@ def shard_preload(shard: list[FunctionSpec], settings, limits, rounds: int) -> N
 
 def schedule_section(args, settings, limits) -> int:
     """Section 5 on each of the first `--shards` shards of the fixture's functions."""
-    functions = load_functions(args.shard * args.shards)
-    for i in range(args.shards):
-        shard_schedule(
-            functions[i * args.shard : (i + 1) * args.shard], settings, limits, args.rounds
-        )
-    return 0
+    return per_shard(shard_schedule, args, settings, limits)
 
 
 def timed_io_pairs(shard, settings, limits, estimates: bool):

@@ -315,16 +315,13 @@ def input_generator():
 """
 
 
-def test_a_quick_functions_re_run_goes_while_a_slow_one_still_generates(executor, monkeypatch):
-    # Generation and re-run are one batch: the quick function's re-run takes the jail its
-    # generation freed, instead of waiting for the slow generation (ten calls of 0.25 s).
-    functions = [FunctionSpec(id="slow", code=SLOW_GOOD), FunctionSpec(id="quick", code=GOOD)]
-    arrivals: list[str] = []
-    calls = []
-    run_requests = executor.run_requests
+def recording(run_requests, arrivals: list[str], calls: list[int] | None = None):
+    """run_requests that appends each reply's request id to `arrivals` as it arrives (and each
+    call's request count to `calls`), follow-ups included."""
 
-    def recording(requests, **kwargs):
-        calls.append(len(requests))
+    def wrapped(requests, **kwargs):
+        if calls is not None:
+            calls.append(len(requests))
         ids = {}
 
         def follow_up(i, reply):
@@ -338,7 +335,16 @@ def test_a_quick_functions_re_run_goes_while_a_slow_one_still_generates(executor
 
         return run_requests(requests, **{**kwargs, "follow_up": follow_up, "on_reply": on_reply})
 
-    monkeypatch.setattr(executor, "run_requests", recording)
+    return wrapped
+
+
+def test_a_quick_functions_re_run_goes_while_a_slow_one_still_generates(executor, monkeypatch):
+    # Generation and re-run are one batch: the quick function's re-run takes the jail its
+    # generation freed, instead of waiting for the slow generation (ten calls of 0.25 s).
+    functions = [FunctionSpec(id="slow", code=SLOW_GOOD), FunctionSpec(id="quick", code=GOOD)]
+    arrivals: list[str] = []
+    calls: list[int] = []
+    monkeypatch.setattr(executor, "run_requests", recording(executor.run_requests, arrivals, calls))
     outcomes = {o.function_id: o for o in generate_io_pairs(executor, functions, seed=5)}
     assert [outcomes[f].status for f in ("slow", "quick")] == ["ok", "ok"]
     assert calls == [2]  # one batch for generation and re-run
@@ -364,28 +370,12 @@ def test_the_re_run_of_a_long_first_pass_goes_before_cheap_re_runs_queued_ahead(
     ]
     arrivals: list[str] = []
     with Executor(sandbox_settings.model_copy(update={"workers": 1})) as ex:
-        run_requests = ex.run_requests
-
-        def recording(requests, **kwargs):
-            ids = {}
-
-            def follow_up(i, reply):
-                more = kwargs["follow_up"](i, reply)
-                for seed_and_req in more:
-                    ids[len(requests) + len(ids)] = seed_and_req[1]["id"]
-                return more
-
-            def on_reply(i, reply):
-                arrivals.append(requests[i][1]["id"] if i < len(requests) else ids[i])
-
-            return run_requests(
-                requests, **{**kwargs, "follow_up": follow_up, "on_reply": on_reply}
-            )
-
-        ex.run_requests = recording
+        ex.run_requests = recording(ex.run_requests, arrivals)
         outcomes = generate_io_pairs(ex, functions, seed=5)
     assert [o.status for o in outcomes] == ["ok"] * 4
     assert arrivals[:4] == ["quick1", "quick2", "slow", "quick3"]
-    # Among the cheap ones the order follows their measured milliseconds: not asserted.
+    # (On a very slow machine the slow re-run may come in chunks: all of them go first.)
     assert arrivals[4] == "slow#0"
-    assert sorted(arrivals[5:]) == ["quick1#0", "quick2#0", "quick3#0"]
+    assert all(a.startswith("slow#") for a in arrivals[4:-3])
+    # Among the cheap ones the order follows their measured milliseconds: not asserted.
+    assert sorted(arrivals[-3:]) == ["quick1#0", "quick2#0", "quick3#0"]
