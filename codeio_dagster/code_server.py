@@ -4,9 +4,9 @@ A code server is a Python process that imports Dagster and the project's definit
 on these machines before it answers. `dagster dev` pays that once; a build used to pay it after
 loading its config, landing raw code and asking the instance what is stale, one after the other.
 Started first, the server loads on the other core while the build does that work, and the build
-connects to it when it has runs to launch. It is the same `dagster api grpc` command Dagster
-runs for a workspace's Python module, on a socket of its own; it stops when the build ends, or
-by itself (`--heartbeat`) if the build is killed before it can stop it.
+connects to it when it has runs to launch. It is Dagster's `dagster api grpc` command, with
+its runs forked from a preloaded process (warm_runs.py), on a socket of its own; it stops when the
+build ends, or by itself (`--heartbeat`) if the build is killed before it can stop it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from codeio_dagster.warm_runs import COMMAND as WARM_RUNS_COMMAND
 
 # Dagster's own managed code servers use the same pair: a beat every few seconds, and a server
 # that hears none for this long shuts down once its runs have finished.
@@ -59,8 +61,8 @@ class CodeServer:
     def command(self) -> list[str]:
         return [
             sys.executable,
-            "-m",
-            "codeio_dagster.warm_runs",
+            "-c",
+            WARM_RUNS_COMMAND,
             # A definitions module that fails to load is reported by the server, not fatal to it.
             "--lazy-load-user-code",
             "--socket",

@@ -12,8 +12,8 @@ arguments, in a child that is not the gRPC server's fork (its threads are never 
 the server's environment, working directory and `sys.path` as of the run's launch, as a spawned
 process would have them.
 
-`codeio build` starts its code server with `python -m codeio_dagster.warm_runs` and the same
-arguments as `dagster api grpc` (code_server.py); the UI's own code servers are Dagster's.
+`codeio build` starts its code server as `python -c "from codeio_dagster.warm_runs import main;
+main()"` with the same arguments as `dagster api grpc` (code_server.py); the UI's own code servers are Dagster's.
 """
 
 from __future__ import annotations
@@ -98,15 +98,17 @@ def install(definitions_module: str) -> None:
     threading.Thread(target=forkserver.ensure_running, name="codeio-warm-runs", daemon=True).start()
 
 
-def main(argv: list[str]) -> None:
-    """`python -m codeio_dagster.warm_runs ARGS`: `dagster api grpc ARGS`, with warm runs."""
+# Not `python -m`: multiprocessing would run a main module again in every child, and warn that
+# the fork server had imported it already.
+COMMAND = "from codeio_dagster.warm_runs import main; main()"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -c COMMAND ARGS`: `dagster api grpc ARGS`, with warm runs."""
+    argv = sys.argv[1:] if argv is None else argv
     module = argv[argv.index("-m") + 1] if "-m" in argv else ""
     install(module)
     from dagster._cli import main as dagster_main
 
     sys.argv = ["dagster", "api", "grpc", *argv]
     dagster_main()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

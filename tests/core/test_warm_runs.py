@@ -117,7 +117,9 @@ def _wait_finished(instance, run_id: str, within_s: float = 120):
     pytest.fail(f"run {run_id} did not finish within {within_s} s")
 
 
-def test_a_run_forks_from_the_warm_server_with_the_servers_environment(tmp_path, monkeypatch):
+def test_a_run_forks_from_the_warm_server_with_the_servers_environment(
+    tmp_path, monkeypatch, capfd
+):
     import dagster as dg
 
     project = tmp_path / "project"
@@ -136,6 +138,8 @@ def test_a_run_forks_from_the_warm_server_with_the_servers_environment(tmp_path,
         run = _wait_finished(instance, _launch(instance, server, "probe"))
         server_pid = server._process.pid
         fork_servers = _children(server_pid, "multiprocessing.forkserver")
+    # Nothing extra on the terminal: a main module run again in the child would warn there.
+    assert "RuntimeWarning" not in capfd.readouterr().err
     assert len(fork_servers) == 1
     assert _gone(fork_servers[0], 10), "the fork server outlived its code server"
     assert run.status == dg.DagsterRunStatus.SUCCESS
