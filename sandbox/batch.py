@@ -16,6 +16,7 @@ from codeio_dagster.sandbox.schedule import (
     PoolChoice,
     may_write_ahead,
     pick_pool,
+    retire_first,
     start_estimate_ms,
 )
 from codeio_dagster.sandbox.worker import Worker, WorkerDied
@@ -227,7 +228,7 @@ class Batch:
         return cap is None or running < cap
 
     def _make_room(self) -> None:
-        """Before a jail starts: stop the least recently used idle one if too many run.
+        """Before a jail starts: stop an idle one if too many run (`retire_first`).
 
         Each heavy module set has pools of its own under each hash seed, so without a bound a
         shard naming many sets would keep a template of each running to the end of the run.
@@ -238,8 +239,9 @@ class Batch:
             return
         held = {id(w) for w in self.slots if w is not None}
         idle = [w for w in running if id(w) not in held and not w.inflight]
-        if idle:
-            self._retire(min(idle, key=lambda w: w.used))
+        pick = retire_first([(w.used, bool(self.pending.get(w.key))) for w in idle])
+        if pick is not None:
+            self._retire(idle[pick])
 
     def _retire(self, worker: Worker) -> None:
         """Stop an idle worker; it starts again when next needed."""

@@ -108,6 +108,17 @@ def pick_pool(choices: Sequence[PoolChoice], current: Hashable | None) -> Hashab
     ).key
 
 
+def retire_first(idle: Sequence[tuple[float, bool]]) -> int | None:
+    """Which of the idle jails ((when last used, whether its pool has jobs queued)) to stop to
+    make room for another: one whose pool has nothing queued, least recently used first, else
+    the least recently used. Stopping a jail with queued work would make its pool pay a start
+    again, which `pick_pool` then counts in its favour: jails would take turns starting.
+    """
+    if not idle:
+        return None
+    return min(range(len(idle)), key=lambda i: (idle[i][1], idle[i][0]))
+
+
 def pick_order(
     jobs: Sequence[tuple[Hashable, float | None]],
     start_ms: Mapping[Hashable, float] | None = None,

@@ -10,6 +10,7 @@ from codeio_dagster.sandbox.schedule import (
     may_write_ahead,
     pick_order,
     pick_pool,
+    retire_first,
     start_estimate_ms,
 )
 
@@ -76,3 +77,10 @@ def test_only_unknown_or_short_jobs_are_written_ahead_to_a_busy_jail():
 def test_a_measured_start_replaces_the_prior():
     assert start_estimate_ms(True, 250.0) == 250.0
     assert start_estimate_ms(True, None) > start_estimate_ms(False, None)
+
+
+def test_the_jail_stopped_for_room_is_one_whose_pool_has_nothing_queued():
+    # (when last used, its pool has jobs queued)
+    assert retire_first([(1.0, True), (5.0, False), (3.0, False)]) == 2
+    assert retire_first([(4.0, True), (2.0, True)]) == 1
+    assert retire_first([]) is None
