@@ -84,8 +84,8 @@ class Executor:
         self.jail_starts: dict[PoolKey, int] = {}
         self.jail_preloads: list[tuple[PoolKey, tuple[str, ...]]] = []
         self.requests_run = 0
-        # Milliseconds the last jail start of each heavy module set took to say hello: what the
-        # batch expects the next start of such a jail to cost (`schedule.start_estimate_ms`).
+        # Milliseconds the last jail start of each module set (empty: light) took to say hello:
+        # what the batch expects the next such start to cost (`schedule.start_estimate_ms`).
         self.start_ms: dict[frozenset[str], float] = {}
         # A stage sets its name here to have its batches' progress logged as lines.
         self.progress: str | None = None
