@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import textwrap
 import time
 from pathlib import Path
@@ -184,3 +185,36 @@ def test_definitions_that_fail_in_the_fork_server_fail_the_run_not_the_server(
             assert "no definitions in a fork server" in failure
         assert server._process.poll() is None
     assert not (tmp_path / "probe.json").exists()
+
+
+def test_the_fork_server_preloads_without_starting_polars_thread_pool():
+    """A process forked after polars has started its compute threads hangs the first time it
+    uses polars; importing polars starts none, and nothing preloaded may start them."""
+    import subprocess
+    import sys
+
+    from codeio_dagster.warm_runs import _PRELOAD, DEFINITIONS_ENV
+
+    probe = textwrap.dedent(
+        f"""
+        import os
+        for name in {list(_PRELOAD)!r}:
+            __import__(name)
+        print(sorted(open(f"/proc/self/task/{{t}}/comm").read().strip()
+                     for t in os.listdir("/proc/self/task")))
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        DEFINITIONS_ENV: "codeio_dagster.definitions",
+        "CODEIO_CONFIG": str(root / "codeio.yaml"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    threads = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    # Its compute threads are polars-0, polars-1, ... (the cleaner polars-ooc-clea is started
+    # at import and harmless: a forked child does not need it).
+    assert not [t for t in threads if re.fullmatch(r"polars-\d+|tokio-rt-worker", t)], threads
