@@ -1,11 +1,12 @@
-"""Imported only by warm_runs' fork server: the definitions module it serves and the modules
-that building its definitions imports, if they import.
+"""Imported by warm_runs before its fork server exists: the definitions module the code server
+serves and the modules that building its definitions imports, if they import.
 
-Importing them here is this module's whole purpose (multiprocessing's fork server can only
-import modules). Errors are ignored: the run imports them again, and Dagster reports the error
-as the run's. Nothing is executed beyond imports: building the Definitions could start polars'
-thread pool, and a process forked after that deadlocks the first time it uses polars
-(tests/core/test_warm_runs.py checks that the fork server has no such threads).
+Importing them is this module's whole purpose (it is also what multiprocessing's own fork
+server imports, where warm_runs falls back on it, which can only import modules). Errors are
+ignored: Dagster imports the module again and reports the error. Nothing is executed beyond
+imports: building the Definitions could start polars' thread pool, and a process forked after
+that deadlocks the first time it uses polars (tests/core/test_warm_runs.py checks that importing
+all this starts no such threads).
 """
 
 import contextlib
@@ -26,8 +27,8 @@ if os.environ.get(DEFINITIONS_ENV):
             with contextlib.suppress(Exception):
                 importlib.import_module(stage.name)
 
-# The last module the fork server imports. What it holds now is shared by every run forked from
-# it; frozen, the runs' garbage collections neither scan it nor write to its pages (which would
-# copy them into each run).
+# The last module imported before the fork server forks. What the process holds now is shared by
+# every run forked from it; frozen, the runs' garbage collections neither scan it nor write to
+# its pages (which would copy them into each run).
 gc.collect()
 gc.freeze()

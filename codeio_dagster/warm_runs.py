@@ -1,33 +1,37 @@
 """`dagster api grpc` whose run processes start warm: forked from a process that has imported
-Dagster and the project's definitions already.
+Dagster and the project's modules already.
 
 Dagster's code server starts each run in a new interpreter (multiprocessing's `spawn`), which
 imports Dagster, polars, the openai client and the definitions again before the run's first
 step: about 2.5 s of one core on these machines, on the critical path of every run it launches.
-Here the server's runs come from multiprocessing's `forkserver` instead: a clean,
-single-threaded process, started with the server (so its imports overlap the server's own
-loading and the build's landing) that imports those modules once and forks a child per run.
-What a run executes is unchanged: Dagster's own `start_run_in_subprocess` with the same
-arguments, in a child that is not the gRPC server's fork (its threads are never copied), with
-the server's environment, working directory and `sys.path` as of the run's launch, as a spawned
-process would have them.
+Here the server's runs come from multiprocessing's fork server instead, and that fork server is
+this process itself, forked once it has imported those modules and before Dagster starts the
+gRPC server's threads: the imports are done once for the server and all its runs. What a run
+executes is unchanged: Dagster's own `start_run_in_subprocess` with the same arguments, in a
+process of its own that never saw the server's threads, with the server's environment, working
+directory and `sys.path` as of the run's launch, as a spawned process would have them.
 
 `codeio build` starts its code server as `python -c "from codeio_dagster.warm_runs import main;
-main()"` with the same arguments as `dagster api grpc` (code_server.py); the UI's own code servers are Dagster's.
+main()"` with the same arguments as `dagster api grpc` (code_server.py); the UI's own code
+servers are Dagster's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import multiprocessing
 import os
+import socket
 import sys
 import threading
+import warnings
 
-# Imported once in the fork server: what a run of the project imports, measured (Dagster's
-# execution and storage, polars, the openai client and its HTTP stack, numpy, the IO manager's
-# paths). The fork server skips a module that is not installed. The definitions are loaded by
-# `_warm_preload`, as the code server loads them, with their errors ignored: a module that fails
-# fails again in the run, where Dagster reports it, rather than taking the fork server down.
+# Imported before the fork server is forked: what a run of the project imports, measured
+# (Dagster's execution and storage, polars, the openai client and its HTTP stack, numpy, the IO
+# manager's paths); a module that is not installed is skipped. The definitions module and its
+# stages are imported by `_warm_preload`, with their errors ignored: a module that fails fails
+# again where Dagster loads it, and Dagster reports it there.
 _PRELOAD = (
     "dagster",
     "dagster._grpc.impl",
@@ -50,7 +54,7 @@ _PRELOAD = (
     "codeio_dagster.warm_runs",
     "codeio_dagster._warm_preload",
 )
-# Read by _warm_preload in the fork server: the module the code server serves.
+# Read by _warm_preload: the module the code server serves.
 DEFINITIONS_ENV = "CODEIO_WARM_RUNS_MODULE"
 
 
@@ -80,12 +84,19 @@ class _WarmContext:
 
 
 def install(definitions_module: str) -> None:
-    """Make this process's Dagster API servers start runs from a warm fork server, and start
-    that server now, on a thread, while this process goes on loading."""
+    """Make this process's Dagster API servers start runs from a warm fork server.
+
+    This process imports what runs need first, then forks the fork server from itself, so the
+    imports are done once for both; the fork server it starts is multiprocessing's own loop,
+    only not exec'd. If that cannot be done, multiprocessing starts its fork server the usual way
+    (a new interpreter importing the same modules), on a thread, while this process loads.
+    """
+    os.environ[DEFINITIONS_ENV] = definitions_module
+    for name in _PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     from dagster._grpc import server
 
-    os.environ[DEFINITIONS_ENV] = definitions_module
-    multiprocessing.set_forkserver_preload(list(_PRELOAD))
     original = server.DagsterApiServer.__init__
 
     def __init__(self, *args, **kwargs):
@@ -93,9 +104,54 @@ def install(definitions_module: str) -> None:
         self._mp_ctx = _WarmContext()
 
     server.DagsterApiServer.__init__ = __init__
-    from multiprocessing import forkserver
+    try:
+        _fork_the_fork_server()
+    except Exception:  # noqa: BLE001 - the usual fork server instead, as below
+        from multiprocessing import forkserver
 
-    threading.Thread(target=forkserver.ensure_running, name="codeio-warm-runs", daemon=True).start()
+        multiprocessing.set_forkserver_preload(list(_PRELOAD))
+        threading.Thread(
+            target=forkserver.ensure_running, name="codeio-warm-runs", daemon=True
+        ).start()
+
+
+def _fork_the_fork_server() -> None:
+    """multiprocessing's `ForkServer.ensure_running` (Python 3.12), with `os.fork()` where it
+    execs a new interpreter: the fork server is then this process as it is now, before Dagster
+    starts the gRPC server's threads. Its state is multiprocessing's private API; the caller
+    falls back to the public way if this fails."""
+    from multiprocessing import connection, forkserver, resource_tracker, util
+
+    server = forkserver._forkserver
+    with server._lock:
+        if server._forkserver_pid is not None:
+            return
+        resource_tracker.ensure_running()
+        address = connection.arbitrary_address("AF_UNIX")
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()
+            with warnings.catch_warnings():
+                # Python warns of forking a process with threads: here only jemalloc's, polars'
+                # idle cleaner and OpenBLAS's, which have fork handlers or are not needed
+                # (tests/core/test_warm_runs.py checks polars' compute threads are not there).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    os.close(alive_w)
+                    forkserver.main(listener.fileno(), alive_r, [])
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(alive_r)
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
 
 
 # Not `python -m`: multiprocessing would run a main module again in every child, and warn that

@@ -23,11 +23,12 @@ PROBE_DEFS = textwrap.dedent(
 
     @dg.op
     def probe():
-        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-            parent = f.read().replace(b"\\0", b" ").decode()
+        with open(f"/proc/{os.getppid()}/stat") as f:
+            grandparent = int(f.read().rsplit(")", 1)[1].split()[1])
         with open(os.environ["PROBE_OUT"], "w") as out:
-            json.dump({"pid": os.getpid(), "imported_by": IMPORTED_BY, "parent": parent,
-                       "dotenv": os.environ.get("PROBE_FROM_DOTENV"), "cwd": os.getcwd()}, out)
+            json.dump({"pid": os.getpid(), "parent": os.getppid(), "grandparent": grandparent,
+                       "imported_by": IMPORTED_BY, "dotenv": os.environ.get("PROBE_FROM_DOTENV"),
+                       "cwd": os.getcwd()}, out)
 
     # In the run's own process, whose parent is then the process it was started from.
     @dg.job(executor_def=dg.in_process_executor)
@@ -83,20 +84,6 @@ def _launch(instance, server, location_name: str) -> str:
         return run.run_id
 
 
-def _children(pid: int, marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if int(stat[1]) == pid and marker in cmdline.decode(errors="replace"):
-                found.append(int(entry))
-    return found
-
-
 def _gone(pid: int, within_s: float) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -138,53 +125,62 @@ def test_a_run_forks_from_the_warm_server_with_the_servers_environment(
     with CodeServer("probe_defs", "probe", project) as server, dg.DagsterInstance.get() as instance:
         run = _wait_finished(instance, _launch(instance, server, "probe"))
         server_pid = server._process.pid
-        fork_servers = _children(server_pid, "multiprocessing.forkserver")
-    # Nothing extra on the terminal: a main module run again in the child would warn there.
-    assert "RuntimeWarning" not in capfd.readouterr().err
-    assert len(fork_servers) == 1
-    assert _gone(fork_servers[0], 10), "the fork server outlived its code server"
     assert run.status == dg.DagsterRunStatus.SUCCESS
     seen = json.loads(out.read_text())
-    # Forked from multiprocessing's fork server, not spawned by the gRPC server itself...
-    assert "multiprocessing.forkserver" in seen["parent"]
-    # ...which had imported the definitions before the run's process existed.
-    assert seen["imported_by"] != seen["pid"]
+    # Forked from the fork server, a child of the code server made before its gRPC threads...
+    assert seen["grandparent"] == server_pid
+    assert seen["parent"] not in (server_pid, seen["pid"])
+    # ...once the code server had imported the definitions: the run did not import them again.
+    assert seen["imported_by"] == server_pid
     assert seen["dotenv"] == "from the project's .env"
     assert seen["cwd"] == str(project)
-    assert server_pid != seen["pid"]
+    assert _gone(seen["parent"], 10), "the fork server outlived its code server"
+    # Nothing extra on the terminal: no warning about forking or a main module run again.
+    err = capfd.readouterr().err
+    assert "RuntimeWarning" not in err and "DeprecationWarning" not in err
 
 
-def test_definitions_that_fail_in_the_fork_server_fail_the_run_not_the_server(
-    tmp_path, monkeypatch
-):
-    """The fork server ignores the error; the run imports the module again, and Dagster reports
-    the error as the run's failure. The server goes on serving."""
-    import dagster as dg
+def test_without_a_forked_fork_server_runs_still_fork_from_a_preloaded_one(tmp_path):
+    """If the fork server cannot be forked from the code server, multiprocessing starts its own
+    (a new interpreter importing the same modules), and runs fork from that."""
+    import subprocess
+    import sys
 
-    project = tmp_path / "project"
-    project.mkdir()
-    # Fails in the fork server and in the runs forked from it (their command line is its own),
-    # loads in the gRPC server.
-    (project / "probe_defs.py").write_text(
-        "from pathlib import Path\n"
-        "if b'multiprocessing.forkserver' in Path('/proc/self/cmdline').read_bytes():\n"
-        "    raise RuntimeError('no definitions in a fork server')\n" + PROBE_DEFS
+    (tmp_path / "probe_target.py").write_text(
+        "import os\n"
+        "def record(path):\n"
+        "    with open(f'/proc/{os.getppid()}/cmdline', 'rb') as f:\n"
+        "        parent = f.read().replace(b'\\0', b' ').decode()\n"
+        "    with open(path, 'w') as out:\n"
+        "        out.write(os.environ['PROBE_SEEN'] + '\\n' + parent)\n"
     )
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
-    monkeypatch.setenv("PROBE_OUT", str(tmp_path / "probe.json"))
-    with CodeServer("probe_defs", "probe", project) as server, dg.DagsterInstance.get() as instance:
-        for _ in range(2):
-            run = _wait_finished(instance, _launch(instance, server, "probe"))
-            assert run.status == dg.DagsterRunStatus.FAILURE
-            failure = "\n".join(
-                str(record.event_log_entry.dagster_event.event_specific_data)
-                for record in instance.get_records_for_run(run.run_id).records
-                if record.event_log_entry.dagster_event is not None
-            )
-            assert "no definitions in a fork server" in failure
-        assert server._process.poll() is None
-    assert not (tmp_path / "probe.json").exists()
+    out = tmp_path / "seen.txt"
+    script = textwrap.dedent(
+        f"""
+        import os
+        from codeio_dagster import warm_runs
+        import probe_target
+
+        def refuse():
+            raise OSError("no fork here")
+
+        warm_runs._fork_the_fork_server = refuse
+        warm_runs.install("")
+        os.environ["PROBE_SEEN"] = "set after the fork server started"
+        process = warm_runs._WarmContext().Process(target=probe_target.record, args=({str(out)!r},))
+        process.start()
+        process.join(120)
+        print(process.exitcode)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.split()[-1] == "0", done.stderr
+    seen, parent = out.read_text().split("\n", 1)
+    assert seen == "set after the fork server started"
+    assert "multiprocessing.forkserver" in parent
 
 
 def test_the_fork_server_preloads_without_starting_polars_thread_pool():
