@@ -145,6 +145,7 @@ def _fork_the_fork_server() -> None:
                 try:
                     os.close(alive_w)
                     forkserver.main(listener.fileno(), alive_r, [])
+                except SystemExit:  # how its loop ends: every process that could use it is gone
                     code = 0
                 finally:
                     os._exit(code)
