@@ -406,31 +406,46 @@ class RunQueue:
 def launch(instance, context, location, repo, shard: str, selection=None) -> str:
     """Create a run of the location's job for one shard (all its assets, or `selection`) and
     submit it through the instance, as the UI's "Materialize" does."""
+    run = create_run(
+        instance,
+        location,
+        repo,
+        JOB,
+        RUN_CONFIG,
+        tags={"dagster/partition": shard, "codeio/launched_by": "codeio"},
+        selection=selection,
+    )
+    instance.submit_run(run.run_id, context)
+    return run.run_id
+
+
+def create_run(instance, location, repo, job_name: str, run_config, tags, selection=None):
+    """A run of one of the location's jobs, with its snapshots and origins, as the UI creates it."""
     from dagster._core.definitions.selector import JobSubsetSelector
 
     remote_job = location.get_job(
         JobSubsetSelector(
             location_name=location.name,
             repository_name=repo.name,
-            job_name=JOB,
+            job_name=job_name,
             op_selection=None,
             asset_selection=selection,
         )
     )
     plan = location.get_execution_plan(
-        remote_job, RUN_CONFIG, step_keys_to_execute=None, known_state=None, instance=instance
+        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
     ).execution_plan_snapshot
-    run = instance.create_run(
-        job_name=JOB,
+    return instance.create_run(
+        job_name=job_name,
         run_id=None,
-        run_config=RUN_CONFIG,
+        run_config=run_config,
         resolved_op_selection=None,
         step_keys_to_execute=plan.step_keys_to_execute,
         op_selection=None,
         status=None,
         root_run_id=None,
         parent_run_id=None,
-        tags={**remote_job.tags, "dagster/partition": shard, "codeio/launched_by": "codeio"},
+        tags={**remote_job.tags, **tags},
         job_snapshot=remote_job.job_snapshot,
         execution_plan_snapshot=plan,
         parent_job_snapshot=remote_job.parent_job_snapshot,
@@ -440,8 +455,6 @@ def launch(instance, context, location, repo, shard: str, selection=None) -> str
         asset_check_selection=None,
         asset_graph=repo.asset_graph,
     )
-    instance.submit_run(run.run_id, context)
-    return run.run_id
 
 
 def follow(

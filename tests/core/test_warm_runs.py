@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from codeio_dagster.code_server import CodeServer
+from tests.core.test_code_server import _gone
 
 PROBE_DEFS = textwrap.dedent(
     """
@@ -41,58 +42,18 @@ PROBE_DEFS = textwrap.dedent(
 
 
 def _launch(instance, server, location_name: str) -> str:
-    from dagster._core.definitions.selector import JobSubsetSelector
     from dagster._core.workspace.context import WorkspaceProcessContext
+
+    from codeio_dagster.build import create_run
 
     with WorkspaceProcessContext(instance, server.target(), version="") as process:
         context = process.create_request_context()
         assert not context.code_location_errors()
         location = context.get_code_location(location_name)
         (repo,) = location.get_repositories().values()
-        remote_job = location.get_job(
-            JobSubsetSelector(
-                location_name=location_name,
-                repository_name=repo.name,
-                job_name="probe_job",
-                op_selection=None,
-            )
-        )
-        plan = location.get_execution_plan(
-            remote_job, {}, step_keys_to_execute=None, known_state=None, instance=instance
-        ).execution_plan_snapshot
-        run = instance.create_run(
-            job_name="probe_job",
-            run_id=None,
-            run_config={},
-            resolved_op_selection=None,
-            step_keys_to_execute=plan.step_keys_to_execute,
-            op_selection=None,
-            status=None,
-            root_run_id=None,
-            parent_run_id=None,
-            tags={},
-            job_snapshot=remote_job.job_snapshot,
-            execution_plan_snapshot=plan,
-            parent_job_snapshot=remote_job.parent_job_snapshot,
-            remote_job_origin=remote_job.get_remote_origin(),
-            job_code_origin=remote_job.get_python_origin(),
-            asset_selection=None,
-            asset_check_selection=None,
-            asset_graph=repo.asset_graph,
-        )
+        run = create_run(instance, location, repo, "probe_job", {}, tags={})
         instance.launch_run(run.run_id, context)
         return run.run_id
-
-
-def _gone(pid: int, within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _wait_finished(instance, run_id: str, within_s: float = 120):
