@@ -12,7 +12,9 @@ from codeio_dagster.sensors import build_sensors
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    config_path = os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)
+    # Absolute, as `codeio build` sets it: the path is part of the job's snapshot, and `make dev`
+    # would otherwise show every run the build launched as made from another version of the job.
+    config_path = os.path.abspath(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
     config = load_config(config_path)
     assets = build_assets(config)
     return dg.Definitions(

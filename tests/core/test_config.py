@@ -392,3 +392,25 @@ def test_config_publish_local_dir_url(tmp_path):
     # A ConfigError naming the key, with the other problems, not a bare ValueError at load.
     with pytest.raises(ConfigError, match=r"publish\.local_dir = 'gs://bkt/p'.*unsupported scheme"):
         parse_config({**base, "publish": {"local_dir": "gs://bkt/p"}}, base_dir=tmp_path)
+
+
+def test_the_job_is_the_same_whether_the_config_path_is_given_absolute_or_not(
+    project_root, monkeypatch
+):
+    """`codeio build` hands the code location an absolute path, `make dev` the default: the job
+    snapshots must match, or the UI shows each run the build launched as made from another job."""
+    from dagster._core.definitions.reconstruct import repository_def_from_target_def
+
+    from codeio_dagster.config import CONFIG_ENV
+    from codeio_dagster.definitions import defs
+
+    def snapshot_id(config_path: str | None) -> str:
+        if config_path is None:
+            monkeypatch.delenv(CONFIG_ENV, raising=False)
+        else:
+            monkeypatch.setenv(CONFIG_ENV, config_path)
+        job = repository_def_from_target_def(defs).get_job("codeio_job")
+        return job.get_job_snapshot_id()
+
+    monkeypatch.chdir(project_root)
+    assert snapshot_id(str(project_root / "codeio.yaml")) == snapshot_id(None)
