@@ -256,6 +256,10 @@ def _build(
                         f"(DAGSTER_HOME={home} make dev), fix the cause and re-execute it there"
                     )
                     return 1
+        # A run's process writes one more event after the run's end ("Process for run
+        # exited"), and the server reads each finished run once more: the stamp of the storage
+        # files below must come after both. The server stops once its runs' processes are gone.
+        server.stop()
         say(f"done in {time.monotonic() - started:.0f}s; runs are in DAGSTER_HOME={home}")
         # Asked again (a few queries): a build that leaves every shard fresh is remembered.
         fresh = not any(stale_by_shard(instance, graph, wanted).values())

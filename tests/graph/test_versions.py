@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import dagster as dg
 import pytest
@@ -255,3 +256,48 @@ def test_new_rows_from_the_same_code_make_their_readers_stale(tmp_path, graph_fi
         assert stale_assets(instance, graph, shard) == []
     finally:
         llm.close()
+
+
+def test_the_up_to_date_stamp_is_taken_once_the_runs_processes_are_gone(
+    tmp_path, scripted_llm, graph_files, monkeypatch
+):
+    """A run's process stores one more event after the run's end, and the code server reads the
+    finished run once more: a stamp taken before that would not match the files a moment later,
+    and the next unchanged build would miss the shortcut."""
+    import argparse
+
+    from codeio_dagster import build, demo
+
+    graph_files.write_corpus(tmp_path / "corpus", ["alpha", "beta"])
+    path = graph_files.write_config(tmp_path, scripted_llm.base_url, shard_size=10)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    seen = []
+    real = build.write_up_to_date
+
+    def stamping(home, stamp, funnel):
+        servers = [
+            pid for pid in os.listdir("/proc") if pid.isdigit() and _is_our_code_server(int(pid))
+        ]
+        with dg.DagsterInstance.get() as instance:
+            (run,) = instance.get_runs()
+            last = instance.get_records_for_run(run.run_id).records[-1].event_log_entry
+        seen.append((servers, last.message))
+        real(home, stamp, funnel)
+
+    monkeypatch.setattr(build, "write_up_to_date", stamping)
+    assert demo.run(argparse.Namespace(config=path)) == 0
+    ((servers, last_message),) = seen
+    assert servers == [], "the code server still ran when the stamp was taken"
+    assert last_message.startswith("Process for run exited")
+
+
+def _is_our_code_server(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    return parent == os.getpid() and b"codeio_dagster.warm_runs" in cmdline
