@@ -94,7 +94,11 @@ class CodeServer:
             self.command(), cwd=self.working_directory, env=dict(os.environ), start_new_session=True
         )
         # Beats from the start: the build may land for longer than the timeout before it
-        # connects, and a server that heard nothing that long shuts down.
+        # connects, and a server that heard nothing that long shuts down. Dagster is imported
+        # here, not first in that thread: two threads importing Dagster at once can deadlock
+        # on its circular imports (Python then raises ImportError in one of them).
+        import dagster._grpc.client  # noqa: F401
+
         self._beats = threading.Thread(
             target=self._beat, name="codeio-code-server-heartbeat", daemon=True
         )

@@ -136,6 +136,33 @@ def test_a_killed_owner_leaves_no_server_behind(project_env, tmp_path):
     assert _gone(pid, 30), "the orphaned code server did not shut down after its heartbeat timeout"
 
 
+def test_a_build_may_import_dagster_while_the_heartbeat_starts(project_env):
+    """The build starts the server first thing and imports Dagster later, while the heartbeat
+    thread is running: the two imports must not meet halfway (Dagster's circular imports make
+    two threads importing it at once fail)."""
+    owner = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        assert "dagster" not in sys.modules
+        from codeio_dagster.code_server import CodeServer
+        server = CodeServer({DEFINITIONS_MODULE!r}, {LOCATION!r}, Path({str(ROOT)!r})).start()
+        try:
+            from dagster._core.errors import DagsterUserCodeUnreachableError  # noqa: F401
+            import dagster
+            server.target()
+            print("ANSWERED", flush=True)
+        finally:
+            server.stop()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", owner], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0 and "ANSWERED" in done.stdout, done.stderr[-3000:]
+    assert "Exception in thread" not in done.stderr, done.stderr[-3000:]
+
+
 def test_on_a_fresh_home_the_server_creates_the_storage_and_the_build_waits_for_it(
     tmp_path, monkeypatch
 ):
