@@ -27,8 +27,9 @@ if os.environ.get(DEFINITIONS_ENV):
             with contextlib.suppress(Exception):
                 importlib.import_module(stage.name)
 
-# The last module imported before the fork server forks. What the process holds now is shared by
-# every run forked from it; frozen, the runs' garbage collections neither scan it nor write to
-# its pages (which would copy them into each run).
+# The last module the code server imports before it forks the fork server. What the process holds
+# now is shared by every run forked from it; frozen, the runs' garbage collections neither scan
+# it nor write to its pages (which would copy them into each run). The fork server freezes again
+# once it has imported what only runs need (warm_runs).
 gc.collect()
 gc.freeze()

@@ -56,6 +56,16 @@ def _launch(instance, server, location_name: str) -> str:
         return run.run_id
 
 
+def _compiled_packages(pid: int) -> set[str]:
+    """The installed packages whose compiled modules process `pid` has loaded."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {
+        line.split("site-packages/", 1)[1].split("/", 1)[0]
+        for line in maps.splitlines()
+        if "site-packages/" in line and ".so" in line
+    }
+
+
 def _wait_finished(instance, run_id: str, within_s: float = 120):
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -86,8 +96,14 @@ def test_a_run_forks_from_the_warm_server_with_the_servers_environment(
     with CodeServer("probe_defs", "probe", project) as server, dg.DagsterInstance.get() as instance:
         run = _wait_finished(instance, _launch(instance, server, "probe"))
         server_pid = server._process.pid
-    assert run.status == dg.DagsterRunStatus.SUCCESS
-    seen = json.loads(out.read_text())
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        seen = json.loads(out.read_text())
+        # What only runs need (the openai client's HTTP stack, with compiled modules of its own)
+        # was imported by the fork server, not by the code server before it could answer.
+        loaded = {pid: _compiled_packages(pid) for pid in (server_pid, seen["parent"])}
+    assert "aiohttp" in loaded[seen["parent"]]
+    assert "aiohttp" not in loaded[server_pid]
+    assert "numpy" in loaded[server_pid]
     # Forked from the fork server, a child of the code server made before its gRPC threads...
     assert seen["grandparent"] == server_pid
     assert seen["parent"] not in (server_pid, seen["pid"])
