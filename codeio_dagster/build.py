@@ -135,6 +135,9 @@ def build(
     started = time.monotonic()
     # The code location (a code server process, and any run it launches) reads the same file.
     os.environ[CONFIG_ENV] = str(path)
+    # Dagster then hands the events it plans for a run at its creation to the storage at once
+    # (instance_storage.SqliteEventLogStorage.store_event_batch: one transaction, not 32).
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
     home = dagster_home()
     server = CodeServer(DEFINITIONS_MODULE, LOCATION, path.parent)
     # A home where no build has left every shard up to date has runs ahead: the code server

@@ -10,8 +10,16 @@ threads or inherited by a forked process, and no process holds the files open be
 (in WAL mode the last connection to close checkpoints the log into the database, which the
 build's up-to-date digest of the files relies on); only the engine (its dialect and
 compiled-statement cache) is kept. Keeping a connection open as well would save about 1.7 ms
-more per write (measured), but leave the log unmerged while any process runs. The files, their schema and their migrations are Dagster's own: a home can switch
-between these classes and Dagster's defaults at any time (remove `storage:` from its dagster.yaml).
+more per write (measured), but leave the log unmerged while any process runs. The files, their
+schema and their migrations are Dagster's own: a home can switch between these classes and
+Dagster's defaults at any time (remove `storage:` from its dagster.yaml).
+
+Dagster also asks alembic for the head revision of its migrations at every storage it opens,
+and at the first use of every run's event database, and alembic reads and compiles all of
+Dagster's ~90 migration scripts each time (70 ms of CPU here; about ten times in a build, its
+code server and its run). The scripts are the installed package's and do not change while a
+process lives, so these classes load each script directory once per process
+(`share_alembic_scripts`).
 
 `codeio build` writes these classes into the dagster.yaml of a new DAGSTER_HOME. They override
 Dagster internals (`SqliteEventLogStorage._connect`, the directory helpers of its SQLite storage),
@@ -128,20 +136,55 @@ class SqliteEventLogStorage(_DagsterEventLogStorage):
     """Dagster's SQLite event log (one database per run and an index) with its engines kept."""
 
     def __init__(self, base_dir: str, inst_data=None):
+        share_alembic_scripts()
         self._engines = EngineCache(connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
         self._tables: set[str] = set()
+        # The open connections of the batch being stored (store_event_batch), by shard.
+        self._batch: dict[str, Connection] | None = None
+        self._batch_thread: int | None = None
         super().__init__(base_dir, inst_data)
+
+    def _engine(self, shard: str) -> Engine:
+        engine = self._engines.get(self.conn_string_for_shard(shard))
+        if shard not in self._initialized_dbs:  # as Dagster's: a database made on first use
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        return engine
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
-        # As Dagster's: one lock for the watcher threads, and a database made on first use.
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            conn = self._batch.get(shard)
+            if conn is None:
+                conn = self._batch[shard] = self._engine(shard).connect()
+                conn.begin()
+            yield conn
+            return
+        # As Dagster's: one lock for the watcher threads.
+        with self._db_lock, _transaction(self._engine(shard)) as conn:
+            yield conn
+
+    def store_event_batch(self, events) -> None:
+        """The events in one transaction per database, instead of one each.
+
+        Dagster hands a run's planned events (one per asset and check it will run; 32 for a
+        shard's run) to this when `DAGSTER_EVENT_BATCH_SIZE` is set (`codeio build` sets it):
+        one by one they cost a connection, a commit and a checkpoint each, about 10 ms on the
+        critical path of every launch. Each event is stored as `store_event` stores it; if any
+        fails, nothing of the batch is kept and Dagster stores the events one by one."""
+        # Held throughout, as Dagster holds it around each connection: no other thread's
+        # connection waits on this batch's open transactions while this one waits for it.
         with self._db_lock:
-            engine = self._engines.get(self.conn_string_for_shard(shard))
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            with _transaction(engine) as conn:
-                yield conn
+            self._batch, self._batch_thread = {}, threading.get_ident()
+            try:
+                for one in events:
+                    self.store_event(one)
+                for conn in self._batch.values():
+                    conn.commit()
+            finally:
+                batch, self._batch, self._batch_thread = self._batch, None, None
+                for conn in batch.values():
+                    conn.close()  # rolls back what was not committed
 
     def wipe(self) -> None:
         self._tables.clear()
@@ -159,11 +202,59 @@ class SqliteEventLogStorage(_DagsterEventLogStorage):
         return found
 
 
+_SHARED_SCRIPTS: dict[tuple, Any] = {}
+_SHARED_SCRIPTS_LOCK = threading.Lock()
+
+
+def share_alembic_scripts() -> None:
+    """Make alembic load each of Dagster's migration script directories once in this process.
+
+    `ScriptDirectory.from_config` builds a new directory, whose revision map reads every script,
+    for each call; Dagster calls it to learn the head revision whenever it opens a storage or a
+    run's event database. Directories outside the dagster package are left to alembic as they
+    were. Idempotent."""
+    import dagster
+    from alembic.script import ScriptDirectory
+
+    with _SHARED_SCRIPTS_LOCK:
+        if getattr(ScriptDirectory.from_config, "_codeio_shared", False):
+            return
+        original = ScriptDirectory.from_config.__func__
+        dagster_dir = os.path.dirname(dagster.__file__) + os.sep
+
+        def from_config(cls, config):
+            location = config.get_main_option("script_location") or ""
+            # Dagster names its scripts as a package resource ("dagster:_core/storage/alembic").
+            ours = location.startswith(("dagster:", dagster_dir))
+            if cls is not ScriptDirectory or not ours:
+                return original(cls, config)
+            # What a directory is made from, in which Dagster's three alembic.ini files agree
+            # (`here`, their folder, differs; the values that used it are interpolated).
+            key = tuple(
+                tuple(
+                    sorted(kv for kv in config.get_section(section, {}).items() if kv[0] != "here")
+                )
+                for section in (config.config_ini_section, "post_write_hooks")
+            )
+            with _SHARED_SCRIPTS_LOCK:
+                script = _SHARED_SCRIPTS.get(key)
+            if script is None:
+                script = original(cls, config)
+                script.revision_map.heads  # noqa: B018 - read the scripts now, once
+                with _SHARED_SCRIPTS_LOCK:
+                    script = _SHARED_SCRIPTS.setdefault(key, script)
+            return script
+
+        from_config._codeio_shared = True
+        ScriptDirectory.from_config = classmethod(from_config)
+
+
 class DagsterSqliteStorage(_DagsterSqliteStorage):
     """The instance's SQLite storage (runs, event logs, schedules under `base_dir`, the files
     Dagster's default uses), made of the classes above."""
 
     def __init__(self, base_dir: str, inst_data=None):
+        share_alembic_scripts()
         # Not Dagster's __init__, which would open the same files with its own classes first.
         self.base_dir = base_dir
         self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))

@@ -10,6 +10,7 @@ import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.dagster_run import DagsterRun
+from sqlalchemy import event as sqlalchemy_event
 
 from codeio_dagster import instance_storage
 from codeio_dagster.home import dagster_home, default_storage_ready
@@ -201,3 +202,101 @@ def test_after_a_wipe_runs_and_events_are_stored_and_read_again(home):
             "messages": ["hello from run-b"],
             "materialized": ["rawcode-00001"],
         }
+
+
+def _report_batch(instance, run_id: str, partitions: list[str]) -> None:
+    """Materialisations of `partitions` reported as one batch, as Dagster reports planned events."""
+    from dagster._core.events import DagsterEventBatchMetadata, generate_event_batch_id
+
+    batch_id = generate_event_batch_id()
+    for i, partition in enumerate(partitions):
+        event = DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name="codeio_job",
+            event_specific_data=StepMaterializationData(
+                dg.AssetMaterialization(asset_key="raw_code", partition=partition)
+            ),
+        )
+        metadata = DagsterEventBatchMetadata(batch_id, i == len(partitions) - 1)
+        instance.report_dagster_event(event, run_id=run_id, batch_metadata=metadata)
+
+
+def test_a_batch_of_events_takes_one_connection_per_database_and_dagster_reads_it(
+    home, monkeypatch
+):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    partitions = [f"rawcode-{i:05d}" for i in range(12)]
+    with dg.DagsterInstance.get() as instance:
+        instance.add_run(DagsterRun(job_name="codeio_job", run_id="run-a"))
+        instance.add_dynamic_partitions("rawcode", partitions)
+        instance.handle_new_event(_log("run-a", "hello from run-a"))  # the databases exist
+        opened = []
+        for engine in instance.event_log_storage._engines._engines.values():
+            sqlalchemy_event.listen(engine, "connect", lambda *_: opened.append(1))
+        _report_batch(instance, "run-a", partitions)
+        # The run's database and the index, once each; one by one it was 2 per event.
+        assert len(opened) == 2
+    (home / "dagster.yaml").write_text("")  # Dagster's own classes read what the batch wrote
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.event_log_storage).__module__.startswith("dagster.")
+        stored = [
+            r.event_log_entry.dagster_event.partition
+            for r in instance.get_records_for_run("run-a").records
+            if r.event_log_entry.dagster_event is not None
+        ]
+        assert stored == partitions
+        materialized = instance.get_materialized_partitions(dg.AssetKey("raw_code"))
+        assert sorted(materialized) == partitions
+
+
+def test_a_batch_that_fails_halfway_keeps_nothing_and_dagster_stores_it_event_by_event(
+    home, monkeypatch, capfd
+):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    partitions = [f"rawcode-{i:05d}" for i in range(6)]
+    real = instance_storage.SqliteEventLogStorage.store_event
+    calls = []
+
+    def fails_once_at_the_fourth(self, event):
+        calls.append(event.dagster_event.partition)
+        if len(calls) == 4:
+            raise OSError("disk went away for a moment")
+        return real(self, event)
+
+    monkeypatch.setattr(
+        instance_storage.SqliteEventLogStorage, "store_event", fails_once_at_the_fourth
+    )
+    with dg.DagsterInstance.get() as instance:
+        instance.add_run(DagsterRun(job_name="codeio_job", run_id="run-a"))
+        instance.add_dynamic_partitions("rawcode", partitions)
+        _report_batch(instance, "run-a", partitions)
+        stored = [
+            r.event_log_entry.dagster_event.partition
+            for r in instance.get_records_for_run("run-a").records
+        ]
+        materialized = instance.get_materialized_partitions(dg.AssetKey("raw_code"))
+    # The three stored before the failure were rolled back with it: each is there once.
+    assert stored == partitions
+    assert sorted(materialized) == partitions
+    assert (
+        "Falling back to storing multiple single-event storage requests" in capfd.readouterr().err
+    )
+
+
+def test_dagsters_migration_scripts_are_read_once_per_process(home, monkeypatch):
+    from alembic.script.base import ScriptDirectory
+
+    read = []
+    real = ScriptDirectory._load_revisions
+
+    def counting(self):
+        read.append(self.dir)
+        return real(self)
+
+    monkeypatch.setattr(ScriptDirectory, "_load_revisions", counting)
+    monkeypatch.setattr(instance_storage, "_SHARED_SCRIPTS", {})
+    for run_id in ("run-a", "run-b"):  # two instances, three storages each, two run databases
+        with dg.DagsterInstance.get() as instance:
+            _write(instance, run_id, "rawcode-00000")
+    # Dagster's own classes read them for every storage and every new run database: 8 times.
+    assert len(read) == 1
