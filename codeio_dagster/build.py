@@ -474,12 +474,18 @@ def follow(
     out: Callable[[str], None] = say,
     poll_s: float = 0.5,
 ) -> str:
-    """Print the run's progress from its event log until it ends; returns its final status."""
+    """Print the run's progress from its event log until it ends; returns its final status.
+
+    The event log is asked again when the files it is kept in change (looked at every 50 ms),
+    or after `poll_s` where they are not files here."""
     cursor = None
     hinted = False
     serve = None
     step_started: dict[str, float] = {}
+    files = run_storage_files(instance, run_id)
     while True:
+        # Before the questions: a write while they are asked shows as a change afterwards.
+        seen = _stat_all(files)
         records = instance.get_records_for_run(run_id, cursor=cursor)
         cursor = records.cursor
         for record in records.records:
@@ -507,7 +513,44 @@ def follow(
             out(f"queued (run {run_id}); the Dagster daemon (`dagster-daemon run`) starts it")
             hinted = True
         if not records.has_more:
-            time.sleep(poll_s)
+            _wait_for_change(files, seen, poll_s)
+
+
+def run_storage_files(instance, run_id: str) -> list[str]:
+    """The files a write about the run changes (its event database, the runs table), when the
+    instance keeps them in Dagster's SQLite files; empty where it keeps them elsewhere."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+    from sqlalchemy.engine import make_url
+
+    events, runs = instance.event_log_storage, instance.run_storage
+    if not isinstance(events, SqliteEventLogStorage) or not isinstance(runs, SqliteRunStorage):
+        return []
+    paths = [events.path_for_shard(run_id), make_url(runs._conn_string).database]
+    # In WAL mode a commit appends to the -wal file; a checkpoint rewrites the database.
+    return [f"{path}{suffix}" for path in paths if path for suffix in ("", "-wal")]
+
+
+def _stat_all(paths: list[str]) -> list[tuple[int, int] | None]:
+    seen = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            seen.append(None)
+        else:
+            seen.append((st.st_size, st.st_mtime_ns))
+    return seen
+
+
+def _wait_for_change(paths: list[str], seen: list, at_most_s: float, every_s: float = 0.05):
+    """Sleep until one of `paths` changed since `seen` was taken, or `at_most_s` passed."""
+    deadline = time.monotonic() + at_most_s
+    while paths and time.monotonic() + every_s < deadline:
+        time.sleep(every_s)
+        if _stat_all(paths) != seen:
+            return
+    time.sleep(max(0.0, deadline - time.monotonic()))
 
 
 def describe(entry, step_started: dict[str, float], steps: set[str] | None = None) -> str | None:
