@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import re
+import ssl
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -156,6 +159,27 @@ async def send_once(client: Any, model: str, request: ChatRequest, timeout_s: fl
     return parse_completion(body)
 
 
+def shared_ssl_context() -> ssl.SSLContext:
+    """The TLS settings every client of this process verifies with, made once per CA setting.
+
+    Each client would otherwise build its own and read the system's CA bundle into it: 0.15-0.2
+    s of CPU for every stage that sends requests, whether the endpoint uses TLS or not. The
+    context is the one httpx would build (`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured), and is
+    safe to share: it is only read once made."""
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    with _SSL_LOCK:
+        context = _SSL_CONTEXTS.get(key)
+        if context is None:
+            import httpx2
+
+            context = _SSL_CONTEXTS[key] = httpx2.create_ssl_context()
+        return context
+
+
+_SSL_CONTEXTS: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+_SSL_LOCK = threading.Lock()
+
+
 def make_client(endpoint: Endpoint, settings: LLMSettings) -> Any:
     try:
         import openai
@@ -166,7 +190,9 @@ def make_client(endpoint: Endpoint, settings: LLMSettings) -> Any:
         import aiohttp  # noqa: F401
 
         # The aiohttp transport costs about half the client CPU per request of the default.
-        kwargs["http_client"] = openai.DefaultAioHttpClient(timeout=settings.timeout_s)
+        kwargs["http_client"] = openai.DefaultAioHttpClient(
+            timeout=settings.timeout_s, verify=shared_ssl_context()
+        )
     except (ImportError, RuntimeError, AttributeError):
         pass
     # max_retries=0: every retry is ours, so it is counted, backed off and rate limited.

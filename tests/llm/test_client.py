@@ -544,3 +544,33 @@ def test_embedded_server_starts_on_first_miss_and_stops_at_teardown(
     assert dg.materialize([answer], resources={"llm": embedded}).success
     assert seen == {"statuses": ["ok", "ok", "ok"], "events": ["start"]}
     assert events == ["start", "stop"]
+
+
+def test_the_ca_bundle_is_read_once_per_process_not_per_stage(
+    scripted_server, tmp_path, monkeypatch
+):
+    import ssl
+
+    from codeio_dagster.llm import wire
+
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counting(self, *args, **kwargs):
+        loads.append([*args, *kwargs.values()])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    monkeypatch.setattr(wire, "_SSL_CONTEXTS", {}, raising=False)
+    llm = make_resource(scripted_server, tmp_path, use_cache=False)
+    for stage in ("refactor", "prediction", "revision"):  # a client each, as the stages make
+        outcomes, _ = llm.complete_many([req(f"{stage} prompt")])
+        assert outcomes[0].status == "ok"
+    assert len(loads) == 1
+    # Another CA setting gets a context of its own, made from it.
+    first = wire.shared_ssl_context()
+    import certifi
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    assert wire.shared_ssl_context() is not first
+    assert certifi.where() in loads[-1]
