@@ -9,9 +9,11 @@ connection is opened for each use and closed after it, so no connection is share
 threads or inherited by a forked process, and no process holds the files open between queries
 (in WAL mode the last connection to close checkpoints the log into the database, which the
 build's up-to-date digest of the files relies on); only the engine (its dialect and
-compiled-statement cache) is kept. Keeping a connection open as well would save about 1.7 ms
-more per write (measured), but leave the log unmerged while any process runs. The files, their
-schema and their migrations are Dagster's own: a home can switch between these classes and
+compiled-statement cache) is kept. A process that writes many events in a short life, a run's,
+can ask to hold each database open besides (`keep_databases_open`), which spares each write the
+log's merge and restart and still leaves the files merged once it ends; a long-lived process
+(the webserver, the daemon) must not, or the logs would stay unmerged while it lives. The files,
+their schema and their migrations are Dagster's own: a home can switch between these classes and
 Dagster's defaults at any time (remove `storage:` from its dagster.yaml).
 
 Dagster also asks alembic for the head revision of its migrations at every storage it opens,

@@ -5,8 +5,9 @@ Dagster's code server starts each run in a new interpreter (multiprocessing's `s
 imports Dagster, polars, the openai client and the definitions again before the run's first
 step: about 2.5 s of one core on these machines, on the critical path of every run it launches.
 Here the server's runs come from multiprocessing's fork server instead, and that fork server is
-this process itself, forked once it has imported those modules and before Dagster starts the
-gRPC server's threads: the imports are done once for the server and all its runs. What a run
+this process itself, forked once it has imported what both need and before Dagster starts the
+gRPC server's threads; it then imports what only runs need, while the server loads on. The
+imports are done once for the server and all its runs. What a run
 executes is unchanged: Dagster's own `start_run_in_subprocess` with the same arguments, in a
 process of its own that never saw the server's threads, with the server's environment, working
 directory and `sys.path` as of the run's launch, as a spawned process would have them.
@@ -141,8 +142,9 @@ def _import_all(names, errors: type[BaseException] | tuple = ImportError) -> Non
 def _fork_the_fork_server() -> None:
     """multiprocessing's `ForkServer.ensure_running` (Python 3.12), with `os.fork()` where it
     execs a new interpreter: the fork server is then this process as it is now, before Dagster
-    starts the gRPC server's threads, and imports what only runs need before it serves. Its state is multiprocessing's private API; the caller
-    falls back to the public way if this fails."""
+    starts the gRPC server's threads, and imports what only runs need before it serves. Its
+    state is multiprocessing's private API; the caller falls back to the public way if this
+    fails."""
     from multiprocessing import connection, forkserver, resource_tracker, util
 
     server = forkserver._forkserver
