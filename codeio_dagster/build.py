@@ -22,6 +22,7 @@ from codeio_dagster.home import (
     default_storage_ready,
     default_storage_settings,
     import_storage_modules,
+    storage_made_under_lock,
 )
 
 LOCATION = "codeio_dagster"  # as in workspace.yaml, so `make dev` serves the runs' location
@@ -156,13 +157,14 @@ def start_code_server(server, home: Path) -> bool:
     """Start the code server (if not yet); True when it creates the instance's storage.
 
     Two processes creating a fresh home's storage at once collide (each stamps the new SQLite
-    files' schema version: alembic then finds "more than one head"), so when the home has no
-    storage yet (or keeps it elsewhere, where this process cannot tell), the server creates it
-    and this process opens the instance only once the server answers."""
+    files' schema version: alembic then finds "more than one head"). The storage a new home's
+    dagster.yaml names is opened one process at a time, so there both open it at once. Other
+    storage with no files yet (or kept elsewhere, where this process cannot tell) the server
+    creates, and this process opens the instance only once the server answers."""
     if server.started:
         return False
     server.start()
-    return not default_storage_ready(home)
+    return not default_storage_ready(home) and not storage_made_under_lock(home)
 
 
 def _build(

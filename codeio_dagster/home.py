@@ -76,6 +76,14 @@ def default_storage_ready(home: Path) -> bool:
     )
 
 
+def storage_made_under_lock(home: Path) -> bool:
+    """Whether the home's storage is the one DEFAULT_DAGSTER_YAML names, whose processes open
+    (and create) it one at a time (instance_storage.DagsterSqliteStorage), so that a build and
+    its code server may open a new home at once."""
+    settings = default_storage_settings(home)
+    return settings is not None and settings.get("storage") == HOME_SQLITE_STORAGE
+
+
 def default_storage_settings(home: Path) -> dict | None:
     """The home's dagster.yaml settings, or None when it moves storage out of its SQLite files
     (Dagster's default classes and those DEFAULT_DAGSTER_YAML names keep it there)."""

@@ -31,6 +31,7 @@ tests/core/test_instance_storage.py writes and reads through both these classes 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -205,6 +206,8 @@ class SqliteEventLogStorage(_DagsterEventLogStorage):
         share_alembic_scripts()
         self._engines = EngineCache(connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
         self._tables: set[str] = set()
+        # The dynamic partitions a run's process has found (has_dynamic_partition).
+        self._partitions_found: set[tuple[str, str]] = set()
         # The open connections of the batch being stored (store_event_batch), by shard.
         self._batch: dict[str, Connection] | None = None
         self._batch_thread: int | None = None
@@ -252,8 +255,27 @@ class SqliteEventLogStorage(_DagsterEventLogStorage):
                 for conn in batch.values():
                     conn.close()  # rolls back what was not committed
 
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        # Dagster asks for every input and output of a dynamically partitioned asset, twice each
+        # (a range's start and end, the same key): about 0.4 s of a shard's run, one query at a
+        # time on its critical path. A run's process remembers the keys it found: its shard
+        # exists while it runs (a shard deleted meanwhile is still materialised to its end, as
+        # the steps already done were). Other processes ask the database every time.
+        known = (partitions_def_name, partition_key)
+        if _kept_by_pid == os.getpid() and known in self._partitions_found:
+            return True
+        found = super().has_dynamic_partition(partitions_def_name, partition_key)
+        if found and _kept_by_pid == os.getpid():
+            self._partitions_found.add(known)
+        return found
+
+    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
+        self._partitions_found.discard((partitions_def_name, partition_key))
+        super().delete_dynamic_partition(partitions_def_name, partition_key)
+
     def wipe(self) -> None:
         self._tables.clear()
+        self._partitions_found.clear()
         super().wipe()
 
     def has_table(self, table_name: str) -> bool:
@@ -315,6 +337,27 @@ def share_alembic_scripts() -> None:
         ScriptDirectory.from_config = classmethod(from_config)
 
 
+# Taken while a process opens the storage under base_dir (DagsterSqliteStorage).
+STORAGE_LOCK = ".codeio-storage.lock"
+
+
+@contextmanager
+def _storage_lock(base_dir: str) -> Iterator[None]:
+    """One process at a time opens (and so perhaps creates) the storage in base_dir.
+
+    Two processes creating a new home's databases at once collide: each stamps the new files'
+    schema version, and alembic then finds "more than one head". Under this lock the second
+    finds the files made. `codeio build` relies on it to open the instance while its code server
+    opens the same new home (home.storage_made_under_lock)."""
+    mkdir_p(base_dir)
+    fd = os.open(os.path.join(base_dir, STORAGE_LOCK), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class DagsterSqliteStorage(_DagsterSqliteStorage):
     """The instance's SQLite storage (runs, event logs, schedules under `base_dir`, the files
     Dagster's default uses), made of the classes above."""
@@ -323,9 +366,10 @@ class DagsterSqliteStorage(_DagsterSqliteStorage):
         share_alembic_scripts()
         # Not Dagster's __init__, which would open the same files with its own classes first.
         self.base_dir = base_dir
-        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
-        self._event_log_storage = SqliteEventLogStorage(_event_logs_directory(base_dir))
-        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        with _storage_lock(base_dir):
+            self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+            self._event_log_storage = SqliteEventLogStorage(_event_logs_directory(base_dir))
+            self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
         self._inst_data = inst_data
         super(_DagsterSqliteStorage, self).__init__()
 

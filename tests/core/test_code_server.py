@@ -163,11 +163,10 @@ def test_a_build_may_import_dagster_while_the_heartbeat_starts(project_env):
     assert "Exception in thread" not in done.stderr, done.stderr[-3000:]
 
 
-def test_on_a_fresh_home_the_server_creates_the_storage_and_the_build_waits_for_it(
-    tmp_path, monkeypatch
-):
+def test_on_a_fresh_home_the_build_and_the_server_open_the_storage_at_once(tmp_path, monkeypatch):
     """Two processes creating a fresh SQLite storage at once collide (alembic: "more than one
-    head"): the server creates it, and the build opens the instance once the server answers."""
+    head"); the storage a new home's dagster.yaml names is opened one process at a time, so the
+    build opens the instance while the server loads, instead of waiting for it to answer."""
     import dagster as dg
 
     from codeio_dagster.build import code_server_target, start_code_server
@@ -178,19 +177,29 @@ def test_on_a_fresh_home_the_server_creates_the_storage_and_the_build_waits_for_
     home = dagster_home()
     server = CodeServer(DEFINITIONS_MODULE, LOCATION, ROOT)
     try:
-        assert start_code_server(server, home) is True
-        code_server_target(server)
-        assert default_storage_ready(home)
+        assert start_code_server(server, home) is False
         with dg.DagsterInstance.get() as instance:
+            assert default_storage_ready(home)
+            assert instance.get_runs() == []
+            # The server opened the same new storage meanwhile, or opens it now: it answers.
+            code_server_target(server)
             assert instance.get_runs() == []
     finally:
         server.stop()
-    # Once it exists, nothing waits: the server starts and the build goes on.
-    again = CodeServer(DEFINITIONS_MODULE, LOCATION, ROOT)
-    try:
-        assert start_code_server(again, home) is False
-    finally:
-        again.stop()
+
+
+def test_on_a_fresh_home_with_dagsters_storage_the_server_creates_it_first(tmp_path, monkeypatch):
+    """Dagster's own classes take no lock: there the server creates the storage, and the build
+    opens the instance once the server answers."""
+    from codeio_dagster.build import start_code_server
+    from codeio_dagster.home import dagster_home
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    home = dagster_home()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    started = []
+    stand_in = SimpleNamespace(started=False, start=lambda: started.append(True))
+    assert start_code_server(stand_in, home) is True and started == [True]
 
 
 def test_storage_kept_elsewhere_is_left_to_the_server_first(tmp_path, monkeypatch):

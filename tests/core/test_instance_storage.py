@@ -375,3 +375,64 @@ def test_a_run_process_keeps_its_databases_open_and_merges_their_logs_as_it_ends
         "hello from run-a",
         *(f"hello {i}" for i in range(5)),
     ]
+
+
+OPEN_INSTANCE = """
+import dagster as dg
+with dg.DagsterInstance.get() as instance:
+    print(len(instance.get_runs()), flush=True)
+"""
+
+
+def test_a_process_opens_a_new_homes_storage_only_while_no_other_does(home):
+    """Two processes creating a new home's databases at once collide (alembic: "more than one
+    head"); under the storage lock the second waits, then opens what the first made."""
+    import fcntl
+    import subprocess
+    import sys
+
+    lock = os.open(home / instance_storage.STORAGE_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as if another process were creating the storage
+    try:
+        opener = subprocess.Popen(
+            [sys.executable, "-c", OPEN_INSTANCE], stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(5)  # ample for it to open the instance (about 2 s with its imports)
+        assert opener.poll() is None, "opened the storage while another process held the lock"
+        assert not (home / "history" / "runs.db").exists()
+    finally:
+        os.close(lock)
+    out, _ = opener.communicate(timeout=120)
+    assert opener.returncode == 0 and out.strip() == "0"
+    assert default_storage_ready(home)
+
+
+def test_a_runs_process_asks_for_a_found_partition_once(home, monkeypatch):
+    """Dagster asks whether the run's shard exists for every input and output: a run's process
+    (keep_databases_open) remembers the keys it found; other processes, and keys not found or
+    deleted since, go to the database."""
+    asked = []
+    real = instance_storage._DagsterEventLogStorage.has_dynamic_partition
+
+    def counting(self, name, key):
+        asked.append(key)
+        return real(self, name, key)
+
+    monkeypatch.setattr(instance_storage._DagsterEventLogStorage, "has_dynamic_partition", counting)
+    monkeypatch.setattr(instance_storage, "_kept_by_pid", None)
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rawcode", ["rawcode-00000"])
+        for _ in range(3):
+            assert instance.has_dynamic_partition("rawcode", "rawcode-00000")
+        assert len(asked) == 3  # not a run's process: every time
+        asked.clear()
+        instance_storage.keep_databases_open()
+        try:
+            for _ in range(3):
+                assert instance.has_dynamic_partition("rawcode", "rawcode-00000")
+                assert not instance.has_dynamic_partition("rawcode", "rawcode-00001")
+            assert asked == ["rawcode-00000"] + ["rawcode-00001"] * 3
+            instance.delete_dynamic_partition("rawcode", "rawcode-00000")
+            assert not instance.has_dynamic_partition("rawcode", "rawcode-00000")
+        finally:
+            instance_storage.close_kept_databases()

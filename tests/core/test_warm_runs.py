@@ -162,7 +162,8 @@ def test_without_a_forked_fork_server_runs_still_fork_from_a_preloaded_one(tmp_p
 
 def test_the_fork_server_preloads_without_starting_polars_thread_pool():
     """A process forked after polars has started its compute threads hangs the first time it
-    uses polars; importing polars starts none, and nothing preloaded may start them."""
+    uses polars; importing polars starts none, and nothing preloaded (nor the Definitions'
+    build that warms the caches) may start them."""
     import subprocess
     import sys
 
@@ -171,8 +172,10 @@ def test_the_fork_server_preloads_without_starting_polars_thread_pool():
     probe = textwrap.dedent(
         f"""
         import os
+        import sys
         for name in {list(_PRELOAD)!r}:
             __import__(name)
+        print(sys.modules["codeio_dagster._warm_preload"].built)
         print(sorted(open(f"/proc/self/task/{{t}}/comm").read().strip()
                      for t in os.listdir("/proc/self/task")))
         """
@@ -187,7 +190,10 @@ def test_the_fork_server_preloads_without_starting_polars_thread_pool():
         [sys.executable, "-c", probe], env=env, cwd=root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    threads = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    built, listed = done.stdout.strip().splitlines()[-2:]
+    # The Definitions were built too (_warm_preload), not only imported.
+    assert built == "True", done.stderr
+    threads = eval(listed)  # noqa: S307 - our own printed list
     # Its compute threads are polars-0, polars-1, ... (the cleaner polars-ooc-clea is started
     # at import and harmless: a forked child does not need it).
     assert not [t for t in threads if re.fullmatch(r"polars-\d+|tokio-rt-worker", t)], threads
