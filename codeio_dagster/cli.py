@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import importlib
 import sys
 
@@ -30,10 +32,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _exit_without_final_collections()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in _SUBCOMMANDS else None
     args = build_parser(only=command).parse_args(argv)
     return int(args.func(args) or 0)
+
+
+def _exit_without_final_collections() -> None:
+    """Freeze the heap once the exit handlers start, so the interpreter's last garbage
+    collections skip it.
+
+    At exit Python collects garbage again while it tears the modules down, each time scanning
+    every object still alive: with Dagster, polars and SQLAlchemy loaded, 0.6 s of every
+    build's end (measured: 0.76 against 0.18 s from the exit handlers to the process's end).
+    Frozen objects are still freed as their references go and every exit handler still runs
+    (logging's flush, multiprocessing's finalizers); only garbage in reference cycles is left
+    to the operating system, which frees it anyway."""
+    atexit.unregister(gc.freeze)  # once, however often main() runs in a process
+    atexit.register(gc.freeze)
 
 
 if __name__ == "__main__":

@@ -115,3 +115,37 @@ def test_build_names_a_missing_config_and_how_to_give_one(tmp_path):
     assert result["code"] == 2
     assert f"config file {tmp_path / 'absent.yaml'} not found" in err
     assert "Traceback" not in err
+
+
+FREEZE_PROBE = """
+import atexit, gc
+real, calls = gc.freeze, []
+def counting():
+    calls.append(1)
+    real()
+gc.freeze = counting
+start = gc.get_freeze_count()
+# Registered first, so it runs last: after every handler `codeio` registers.
+atexit.register(
+    lambda: print("at exit:", len(calls), "freeze(s), heap frozen:", gc.get_freeze_count() > start)
+)
+from codeio_dagster.cli import main
+for _ in range(2):
+    try:
+        main(["pull", "--help"])
+    except SystemExit:
+        pass
+print("while working:", len(calls), "freeze(s)", flush=True)
+"""
+
+
+def test_codeio_freezes_the_heap_as_it_exits_not_before():
+    """The interpreter's last collections would scan every object Dagster made (0.6 s of each
+    build's end): `codeio` freezes them once the exit handlers run (once, however often main()
+    runs), and not while it works."""
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "while working: 0 freeze(s)" in done.stdout
+    assert "at exit: 1 freeze(s), heap frozen: True" in done.stdout
