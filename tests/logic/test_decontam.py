@@ -82,3 +82,15 @@ def test_load_plain_text_and_errors(tmp_path):
         load_benchmark_texts(tmp_path / "missing.jsonl")
     with pytest.raises(ValueError, match="n must be >= 1"):
         NgramIndex.from_texts(["a"], n=0)
+
+
+def test_ngram_hashes_are_the_hash_of_each_ngram_joined():
+    """The shipped benchmark indexes hold `_hash` of each n-gram; `_grams` (which encodes each
+    token once) must give the same values, non-ASCII tokens included."""
+    from codeio_dagster.decontam import _grams, _hash, tokens
+
+    toks = tokens("def f(nums): return [x * 2 for x in nums]  # größe ÷ café 数字 " * 3)
+    for n in (1, 2, 13):
+        expected = [(i, _hash(tuple(toks[i : i + n]))) for i in range(len(toks) - n + 1)]
+        assert list(_grams(toks, n)) == expected
+    assert list(_grams(toks[:3], 13)) == []
