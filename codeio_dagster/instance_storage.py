@@ -129,7 +129,9 @@ def keep_databases_open() -> None:
     the log as before; a process killed first leaves the log, which the next connection reads.
 
     For run processes (warm_runs calls it as a run starts): a long-lived process that kept its
-    databases open would keep their logs unmerged, and the build's up-to-date digest changing."""
+    databases open would keep their logs unmerged, and the build's up-to-date digest changing.
+    A process that called it also remembers the dynamic partitions it has found
+    (SqliteEventLogStorage.has_dynamic_partition)."""
     global _kept_by_pid
     from multiprocessing.util import Finalize
 

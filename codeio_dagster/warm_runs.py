@@ -31,9 +31,9 @@ import warnings
 
 # What the code server itself needs, imported before it forks the fork server, so both have it:
 # Dagster's gRPC server, execution and storage (SQLAlchemy, alembic), polars (which building the
-# definitions imports), then `_warm_preload`: the definitions and their stages. A
-# module that is not installed is skipped; the definitions' own import errors are ignored there
-# and reported where Dagster loads them.
+# definitions imports), then `_warm_preload`: the definitions and their stages. A module that is
+# not installed is skipped; the definitions' own import errors are ignored there and reported
+# where Dagster loads them.
 _SERVER_PRELOAD = (
     "dagster",
     "dagster._grpc.impl",
