@@ -307,8 +307,8 @@ def up_to_date_stamp(home: Path, config, landing, shards: Sequence[str]) -> str 
     import hashlib
     import json
 
+    from codeio_dagster.code_digest import source_digest
     from codeio_dagster.storage import list_files
-    from codeio_dagster.versions import source_digest
 
     settings = default_storage_settings(home)
     if settings is None:

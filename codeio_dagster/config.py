@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from codeio_dagster import CONFIG_ENV, DEFAULT_CONFIG
 from codeio_dagster.config_checks import path_problems, source_problems, task_problems
 from codeio_dagster.config_errors import ConfigError, format_errors, yaml_problem
-from codeio_dagster.llm import LLMSettings, SamplingParams
-from codeio_dagster.publish import PublishSettings
+from codeio_dagster.llm.sections import LLMSection, SamplingParams
+from codeio_dagster.publish.sections import PublishSection
 from codeio_dagster.sandbox import IOPairLimits
-from codeio_dagster.sandbox.resources import SandboxConfig
+from codeio_dagster.sandbox.settings import SandboxSettings
 from codeio_dagster.storage import LocationField, location
 
 __all__ = [
@@ -129,16 +129,16 @@ class CodeioConfig(Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     source_plugin_modules: list[str] = []
     shards: ShardConfig = ShardConfig()
-    llm: LLMSettings = LLMSettings()
+    llm: LLMSection = LLMSection()
     stages: StagesConfig = StagesConfig()
     tasks: TasksConfig = TasksConfig()
     revision: RevisionConfig = RevisionConfig()
     io_pairs: IOPairLimits = IOPairLimits()
-    sandbox: SandboxConfig = SandboxConfig()
+    sandbox: SandboxSettings = SandboxSettings()
     decontamination: DecontaminationConfig = DecontaminationConfig()
     dedup: DedupConfig = DedupConfig()
     checks: ChecksConfig = ChecksConfig()
-    publish: PublishSettings = PublishSettings()
+    publish: PublishSection = PublishSection()
 
     @field_validator("sandbox", mode="before")
     @classmethod

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     def report(config, funnel: dict[str, int], names: list[str]) -> None:
         from codeio_dagster.funnel import LABELS
-        from codeio_dagster.io_manager import stage_tables_dir
+        from codeio_dagster.storage import stage_tables_dir
 
         # The numbers each stage reported to Dagster: the same ones the UI and the card show.
         print("\nfunnel")

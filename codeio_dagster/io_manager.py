@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import dagster as dg
 import polars as pl
 
 from codeio_dagster import storage
-from codeio_dagster.storage import Location
 
+# The layout lives with the storage layer, which reading it (`codeio demo`'s report) can import
+# without Dagster; imported here too, where the IO manager's users look for it.
+from codeio_dagster.storage import Location, partition_path, stage_tables_dir
 
-def stage_tables_dir(data_dir: str | Path | storage.ObjectPath) -> Location:
-    """Where the stage tables of a config's `data_dir` live (the IO manager's base_dir)."""
-    return storage.location(data_dir) / "assets"
-
-
-def partition_path(
-    base_dir: str | Path | storage.ObjectPath, asset: str | Sequence[str], partition: str
-) -> Location:
-    """`<base_dir>/<asset key>/<partition>.parquet`: the one place that knows the layout."""
-    where = storage.location(base_dir)
-    for part in [asset] if isinstance(asset, str) else list(asset):
-        where = where / part
-    return where / f"{partition}.parquet"
+__all__ = ["PolarsParquetIOManager", "partition_path", "stage_tables_dir"]
 
 
 class PolarsParquetIOManager(dg.ConfigurableIOManager):

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -342,3 +342,18 @@ class _Lease:
         current = _version(self.where)
         if current is not None and current[1] == self.etag:
             delete(self.where)
+
+
+def stage_tables_dir(data_dir: str | Path | ObjectPath) -> Location:
+    """Where the stage tables of a config's `data_dir` live (the IO manager's base_dir)."""
+    return location(data_dir) / "assets"
+
+
+def partition_path(
+    base_dir: str | Path | ObjectPath, asset: str | Sequence[str], partition: str
+) -> Location:
+    """`<base_dir>/<asset key>/<partition>.parquet`: the one place that knows the layout."""
+    where = location(base_dir)
+    for part in [asset] if isinstance(asset, str) else list(asset):
+        where = where / part
+    return where / f"{partition}.parquet"

@@ -18,20 +18,18 @@ hashed: after editing a plugin, change its name or rebuild the shards it touches
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.util
 import io
 import json
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from codeio_dagster.code_digest import source_digest
 from codeio_dagster.config import CodeioConfig
 
 # The config keys (dotted paths) each asset's output depends on; the revision-turn assets
@@ -51,30 +49,6 @@ ASSET_CONFIG: dict[str, tuple[str, ...]] = {
     "unified_dataset": (),
     "hub_publication": ("publish",),
 }
-_PACKAGES = (
-    "codeio_dagster",
-    "codeio_dagster.assets",
-    "codeio_dagster.sensors",
-    "codeio_dagster.sandbox",
-)
-_SOURCE_SUFFIXES = {".py", ".md", ".sh"}
-
-
-@functools.cache
-def source_digest() -> str:
-    """sha256 of every module, prompt and script of the project's packages (path and bytes)."""
-    files: dict[str, Path] = {}
-    for package in _PACKAGES:
-        spec = importlib.util.find_spec(package)
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            root = Path(location)
-            for path in root.rglob("*"):
-                if path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
-                    files[f"{package}/{path.relative_to(root).as_posix()}"] = path
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name].read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def _family(asset: str) -> str:

@@ -166,6 +166,6 @@ def open_result_cache(data_dir: Any) -> ResultCache:
     """
     if isinstance(data_dir, Path):
         return SqliteResultCache(data_dir / "cache" / "sandbox_results.sqlite")
-    from codeio_dagster.llm.settings import default_cache_dir
+    from codeio_dagster.llm.sections import default_cache_dir
 
     return SqliteResultCache(default_cache_dir() / "sandbox_results.sqlite")

@@ -88,6 +88,8 @@ SANDBOXES: dict[str, type[SandboxResource]] = {
 }
 
 
-def sandbox_from_settings(settings: SandboxConfig) -> SandboxResource:
+def sandbox_from_settings(settings: SandboxSettings) -> SandboxResource:
     """The sandbox resource for `settings.mode`, configured with the whole section."""
+    if not isinstance(settings, SandboxConfig):
+        settings = SandboxConfig.model_validate(settings.model_dump())
     return SANDBOXES[settings.mode](settings=settings)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from codeio_dagster.llm.settings import LLMSettings, SamplingParams
+from codeio_dagster.llm.sections import LLMSection, SamplingParams
 from codeio_dagster.sqlite_store import open_wal, select_keys
 
 # Bump when the key recipe or the stored record changes, so old entries are never misread.
@@ -192,7 +192,7 @@ class PostgresResponseCache:
         self.close()
 
 
-def open_cache(settings: LLMSettings) -> ResponseCache | PostgresResponseCache | None:
+def open_cache(settings: LLMSection) -> ResponseCache | PostgresResponseCache | None:
     """The cache the settings select: none, PostgreSQL (`cache_url`) or the SQLite file."""
     if not settings.use_cache:
         return None

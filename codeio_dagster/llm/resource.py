@@ -23,7 +23,8 @@ from codeio_dagster.llm.cache import open_cache
 from codeio_dagster.llm.client import run_requests
 from codeio_dagster.llm.limits import Clock
 from codeio_dagster.llm.local_model import LocalModelServer, embedded_model_id
-from codeio_dagster.llm.settings import EMBEDDED_MODEL_ALIAS, LLMSettings
+from codeio_dagster.llm.sections import EMBEDDED_MODEL_ALIAS, LLMSection
+from codeio_dagster.llm.settings import LLMSettings
 from codeio_dagster.llm.types import ChatRequest, LLMOutcome, LLMStats
 from codeio_dagster.llm.wire import Endpoint
 
@@ -215,9 +216,10 @@ class EmbeddedLLM(LLMResource):
             server.stop()
 
 
-def llm_from_settings(settings: LLMSettings, api_key: str | dg.EnvVar | None = None) -> LLMResource:
+def llm_from_settings(settings: LLMSection, api_key: str | dg.EnvVar | None = None) -> LLMResource:
     """The LLM resource for the settings: `EmbeddedLLM` when `base_url` is unset, else
     `RemoteLLM`; pass `api_key=dg.EnvVar(settings.api_key_env)` for the remote one."""
+    settings = LLMSettings.of(settings)
     if settings.base_url is None:
         # The embedded server needs no key: one handed over is not kept anywhere.
         return EmbeddedLLM(settings=settings)

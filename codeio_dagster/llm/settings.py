@@ -1,176 +1,50 @@
-"""Configuration models of the LLM layer: the `llm:` section, declared once.
+"""The `llm:` section as Dagster config: `LLMSettings`, with `Price` and `LocalModelSettings`.
 
-`LLMSettings` (with `Price` and `LocalModelSettings`) is a `dg.Config`, so the LLM resources
-take it as their one config field and the Dagster UI shows it as the YAML wrote it. Paths are
-strings there (Dagster config has no path type); the `resolved_*` methods return `Path`s.
+Each is its plain model in `sections.py` (fields, validators and methods, declared there once)
+made a `dg.Config`, so the LLM resources take the section as their one config field and the
+Dagster UI shows it as the YAML wrote it. codeio.yaml is validated into the plain models
+(`config.py`), which the resources turn into these (`llm_from_settings`).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
-from codeio_dagster.fsutil import PathStr
+from codeio_dagster.llm.sections import (
+    EMBEDDED_MODEL_ALIAS,
+    LLMSection,
+    LocalModelSection,
+    PriceSection,
+    SamplingParams,
+    default_cache_dir,
+)
 
-EMBEDDED_MODEL_ALIAS = "qwen2.5-coder-1.5b-instruct"
-
-
-def default_cache_dir() -> Path:
-    """The cache folder: `$CODEIO_CACHE_DIR`, else `~/.cache/codeio-dagster`."""
-    env = os.environ.get("CODEIO_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "codeio-dagster"
-
-
-class SamplingParams(BaseModel):
-    """Model and sampling parameters of one chat request."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str | None = None
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    seed: int | None = 0
-    stop: list[str] | None = None
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError(f"model must be a non-empty model name or null, got {v!r}")
-        return v
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature(cls, v: float) -> float:
-        if not 0.0 <= v <= 2.0:
-            raise ValueError(f"temperature must be between 0 and 2, got {v}")
-        return v
-
-    @field_validator("top_p")
-    @classmethod
-    def _top_p(cls, v: float) -> float:
-        if not 0.0 < v <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {v}")
-        return v
-
-    @field_validator("max_tokens")
-    @classmethod
-    def _max_tokens(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {v}")
-        return v
-
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, v: int | None) -> int | None:
-        if v is not None and not 0 <= v < 2**32:
-            raise ValueError(f"seed must be null or an integer in [0, 2**32), got {v}")
-        return v
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            if len(v) > 4:
-                raise ValueError(f"stop takes at most 4 sequences, got {len(v)}")
-            if any(not s for s in v):
-                raise ValueError(f"stop sequences must be non-empty strings, got {v!r}")
-        return v
+__all__ = [
+    "EMBEDDED_MODEL_ALIAS",
+    "LLMSettings",
+    "LocalModelSettings",
+    "Price",
+    "SamplingParams",
+    "default_cache_dir",
+]
 
 
-class Price(dg.Config):
+class Price(dg.Config, PriceSection):
     """USD per million input and output tokens of one model."""
 
-    model_config = ConfigDict(extra="forbid")
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-
-
-class LocalModelSettings(dg.Config):
+class LocalModelSettings(dg.Config, LocalModelSection):
     """How the embedded llama.cpp server runs."""
 
-    model_config = ConfigDict(extra="forbid")
 
-    n_ctx: int = Field(default=4096, ge=256, description="context tokens per parallel slot")
-    n_parallel: int = Field(default=4, ge=1, le=64)
-    threads: int = Field(default=0, ge=0, description="0 means one per CPU core")
-    cache_dir: PathStr | None = None
-    startup_timeout_s: float = Field(default=120.0, gt=0)
-
-    def resolved_cache_dir(self) -> Path:
-        """The configured cache folder or the default one."""
-        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
-
-
-class LLMSettings(dg.Config):
+class LLMSettings(dg.Config, LLMSection):
     """Endpoint, limits, retries, prices and cache of the LLM client."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    max_concurrency: int = Field(default=8, ge=1, le=4096)
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    max_retries: int = Field(default=5, ge=0, le=100)
-    timeout_s: float = Field(default=300.0, gt=0)
-    backoff_base_s: float = Field(default=1.0, ge=0)
-    backoff_max_s: float = Field(default=60.0, ge=0)
     prices: dict[str, Price] = Field(default_factory=dict)
-    use_cache: bool = True
-    cache_path: PathStr | None = None
-    # postgresql://user@host:port/db: a request cache every machine of a cluster shares (the
-    # password comes from PGPASSWORD); unset, the SQLite file at cache_path.
-    cache_url: str | None = None
     local_model: LocalModelSettings = Field(default_factory=LocalModelSettings)
-    # A stage whose share of failed requests passes this (or whose every request failed) fails
-    # its run: an endpoint that is down must not yield a "successful" empty shard.
-    max_failure_rate: float = Field(default=0.5, ge=0.0, le=1.0)
 
-    @field_validator("cache_url")
     @classmethod
-    def _cache_url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not v.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                f"cache_url must be a PostgreSQL URL like postgresql://user@host:5432/db, got {v!r}"
-            )
-        from urllib.parse import urlsplit
-
-        if urlsplit(v).password is not None:
-            # Never echo it: the value is a secret pasted in the wrong place.
-            raise ValueError(
-                "cache_url must not hold a password; set PGPASSWORD in the environment instead"
-            )
-        return v
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {v!r}")
-        return v
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _api_key_env(cls, v: str) -> str:
-        if not v or not v.replace("_", "").isalnum():
-            raise ValueError(
-                f"api_key_env is the NAME of an environment variable (like OPENAI_API_KEY), "
-                f"got {v[:3] + '...' if len(v) > 12 else v!r}"
-            )
-        return v
-
-    def resolved_cache_path(self) -> Path:
-        """The durable request cache file."""
-        if self.cache_path is not None:
-            return Path(self.cache_path).expanduser()
-        return self.local_model.resolved_cache_dir() / "llm_cache.sqlite"
+    def of(cls, section: LLMSection) -> LLMSettings:
+        """The section as Dagster config (itself if it is already)."""
+        return section if isinstance(section, cls) else cls.model_validate(section.model_dump())

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from codeio_dagster.llm.settings import SamplingParams
+from codeio_dagster.llm.sections import SamplingParams
 
 Status = Literal["ok", "truncated", "request_failed"]
 STATUSES: tuple[Status, ...] = ("ok", "truncated", "request_failed")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from codeio_dagster import storage
 from codeio_dagster.publish.card import CardInfo, CardStatic
 from codeio_dagster.publish.layout import GITATTRIBUTES, shard_files, usable_tables
+from codeio_dagster.publish.sections import PublishSection
 from codeio_dagster.publish.settings import PublishSettings
 
 # Hidden, so `datasets` and the card's data_files patterns never see it. It is left in place:
@@ -127,10 +128,11 @@ def _write_atomic(path: storage.Location, data: bytes) -> None:
 
 
 def publisher_from_settings(
-    settings: PublishSettings, token: str | dg.EnvVar | None = None
+    settings: PublishSection, token: str | dg.EnvVar | None = None
 ) -> PublisherResource:
     """The publisher for `settings.target`, configured with the whole section; pass
     `token=dg.EnvVar("HF_TOKEN")` for the Hub (a local folder needs none and keeps none)."""
+    settings = PublishSettings.of(settings)
     if settings.target == "hub":
         from codeio_dagster.publish.hub import HubPublisher  # hub.py builds on this module
 

@@ -1,62 +1,22 @@
-"""The `publish:` section of codeio.yaml, declared once.
+"""The `publish:` section as Dagster config.
 
-`PublishSettings` is a `dg.Config`, so the publishers take it whole as their one config field
-(`publish/resources.py`) and the Dagster UI shows it under the YAML's names.
+`PublishSettings` is the plain model of `sections.py` (its fields and validators, declared there
+once) made a `dg.Config`, so the publishers take it whole as their one config field
+(`publish/resources.py`) and the Dagster UI shows it under the YAML's names. codeio.yaml is
+validated into the plain model (`config.py`), which `publisher_from_settings` turns into this.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from typing import Literal
-
 import dagster as dg
-from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from codeio_dagster.hfhub import check_repo_id
-from codeio_dagster.storage import location
+from codeio_dagster.publish.sections import PublishSection
 
 
-class PublishSettings(dg.Config):
+class PublishSettings(dg.Config, PublishSection):
     """Where finished shards go: a local folder (default) or a Hub dataset repo."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    target: Literal["local", "hub"] = "local"
-    # A folder, or an object-storage URL (s3://bucket/prefix); a string because Dagster config
-    # has no path type.
-    local_dir: str = "published"
-    repo_id: str | None = None
-    endpoint: str | None = None
-    private: bool = False
-    revision: str = "main"
-    license: str = "apache-2.0"
-    pretty_name: str = "CodeI/O reasoning data"
-    tags: list[str] = Field(default_factory=list)
-    max_attempts: int = Field(default=4, ge=1, le=20)
-    retry_base_seconds: float = Field(default=2.0, ge=0)
-
-    @field_validator("local_dir", mode="before")
     @classmethod
-    def _local_dir(cls, value: object) -> object:
-        # An unsupported URL (gs://...) is refused here, so the config error names the key; as
-        # a `Path` it would silently become the local folder `gs:/...`.
-        return str(location(os.fspath(value))) if isinstance(value, str | os.PathLike) else value
-
-    @field_validator("repo_id")
-    @classmethod
-    def _repo_id_shape(cls, value: str | None) -> str | None:
-        return value if value is None else check_repo_id(value, "publish.repo_id")
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"https?://[^/\s]+", value):
-            raise ValueError(f"publish.endpoint {value!r} must be an http(s) URL")
-        return value.rstrip("/") if value else value
-
-    @model_validator(mode="after")
-    def _hub_needs_repo(self) -> PublishSettings:
-        if self.target == "hub" and self.repo_id is None:
-            raise ValueError("publish.target is 'hub' but publish.repo_id is not set")
-        return self
+    def of(cls, section: PublishSection) -> PublishSettings:
+        """The section as Dagster config (itself if it is already)."""
+        return section if isinstance(section, cls) else cls.model_validate(section.model_dump())

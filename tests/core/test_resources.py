@@ -44,11 +44,45 @@ def test_each_resource_key_gets_the_implementation_the_config_selects(
     assert type(resources["llm"]) is llm
     assert type(resources["sandbox"]) is sandbox
     assert type(resources["publisher"]) is publisher
-    # Each resource holds its section of the config itself, not a copy.
-    assert resources["sandbox"].settings is config.sandbox
-    assert resources["llm"].settings is config.llm
-    assert resources["publisher"].settings is config.publish
+    # Each resource holds its section of the config, made Dagster config with the same values.
+    for key, section in (
+        ("sandbox", config.sandbox),
+        ("llm", config.llm),
+        ("publisher", config.publish),
+    ):
+        assert isinstance(resources[key].settings, dg.Config)
+        assert resources[key].settings.model_dump() == section.model_dump()
     assert resources["codeio"].config == config
+
+
+CONFIG_PROBE = """
+import sys
+from codeio_dagster.config import load_config
+config = load_config(sys.argv[1])
+print(config.llm.max_concurrency, config.sandbox.mode, config.publish.target)
+print("dagster imported:", "dagster" in sys.modules)
+"""
+
+
+def test_the_config_is_validated_without_importing_dagster():
+    """codeio.yaml is validated into plain pydantic sections (Dagster costs an unchanged build
+    most of its time); the resources make them Dagster config."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "codeio.yaml"
+    done = subprocess.run(
+        [sys.executable, "-c", CONFIG_PROBE, str(shipped)],
+        cwd=shipped.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    *_, values, imported = done.stdout.strip().splitlines()
+    assert values == "4 nsjail local"  # as the shipped codeio.yaml sets them
+    assert imported == "dagster imported: False"
 
 
 def test_secrets_are_handed_over_as_env_vars_and_never_as_values(monkeypatch):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -173,6 +175,15 @@ def test_code_version_follows_the_asset_config_keys(tmp_path, scripted_llm, grap
     assert set(config_slice(config, "some_plugin_asset")) == {""}
 
 
+RERUN_PROBE = """
+import sys
+from codeio_dagster.cli import main
+code = main(["demo", "--config", sys.argv[1]])
+print("dagster imported:", "dagster" in sys.modules, file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def test_codeio_demo_rerun_skips_the_unchanged_shard(
     tmp_path, scripted_llm, graph_files, monkeypatch, capsys
 ):
@@ -208,6 +219,19 @@ def test_codeio_demo_rerun_skips_the_unchanged_shard(
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs()) == runs  # no run launched for the unchanged shard
     assert len(scripted_llm.requests) == requests
+
+    # As a user reruns it, in a process of its own: the shortcut does not even import Dagster
+    # (the config is validated without it), which was most of an unchanged rerun's second.
+    rerun = subprocess.run(
+        [sys.executable, "-c", RERUN_PROBE, str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "nothing changed since a build found every shard up to date" in rerun.stdout
+    assert rerun.stderr.strip().splitlines()[-1] == "dagster imported: False", rerun.stderr
 
     # The instance changed (an asset wiped, as in the UI): it is asked, and that asset rebuilt.
     with dg.DagsterInstance.get() as instance:
