@@ -1,8 +1,8 @@
 """A digest of the project's own source: what every asset's code version, and `codeio build`'s
 up-to-date record, start from.
 
-Apart from versions.py, which imports Dagster, so that an unchanged `codeio build` can compare
-its record without importing Dagster at all.
+A module of its own rather than part of versions.py (which imports Dagster), so that an unchanged
+`codeio build` can compare its record without importing Dagster at all.
 """
 
 from __future__ import annotations
